@@ -1,0 +1,46 @@
+/* gpuctl.h — what the verbs share: the global options and the output helpers. */
+#pragma once
+
+#include <stdbool.h>
+
+#include <json-c/json.h>
+
+#include "gpu.h"
+
+struct gpuctl {
+        const char *root;       /* --root, "/" by default */
+        const char *socket;     /* --socket (used by the rigd verbs) */
+        bool is_json;           /* --json */
+};
+
+/* Each verb returns the process exit code: 0 ok, 1 failure, 2 usage. */
+int verb_list(const struct gpuctl *ctl, int argc, char **argv);
+int verb_topo(const struct gpuctl *ctl, int argc, char **argv);
+int verb_doctor(const struct gpuctl *ctl, int argc, char **argv);
+
+/* JSON helpers. A NAN double and a negative int become null: unknown is not zero. */
+struct json_object *json_double_or_null(double v);
+struct json_object *json_int_or_null(long long v);
+struct json_object *json_string_or_null(const char *s);
+struct json_object *gpu_to_json(const struct gpu_info *g, bool is_brief);
+struct json_object *link_to_json(const struct gpu_link *l);
+
+/* Prints obj pretty (for people piping to jq, still valid JSON) and drops the reference. */
+void json_print(struct json_object *obj);
+
+/* "16.0 GiB"; "-" when 0. */
+void format_bytes(unsigned long long bytes, char *buf, size_t size);
+
+/* An aligned text table: cells are copied, columns padded to their widest cell. */
+#define TABLE_MAX_COLS 16
+#define TABLE_CELL_LEN 96
+
+struct table {
+        size_t n_cols, n_rows;
+        char (*cells)[TABLE_MAX_COLS][TABLE_CELL_LEN];  /* [n_rows][col] */
+};
+
+int table_init(struct table *t, size_t n_cols, const char *const *header);
+int table_add_row(struct table *t, const char *const *cells);
+void table_print(const struct table *t);
+void table_free(struct table *t);
