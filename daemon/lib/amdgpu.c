@@ -105,25 +105,27 @@ static void read_memory(const struct machine *m, struct gpu_info *g)
         read_attr_u64(m, g->sysfs_dir, "mem_info_gtt_used", true, &g->gtt_used_bytes);
 }
 
-/* Edge temperature if the chip reports one, else junction (MI300 has no edge sensor). */
+/* Edge temperature if the chip has that sensor (unknown if it is unreadable, not some other
+ * sensor's value), else junction: MI300 has no edge sensor. */
 static double read_temperature(const struct machine *m, const char *hwmon)
 {
-        double fallback = NAN;
+        double junction = NAN;
         for (int i = 1; i <= 3; i++) {
                 char rel[PATH_MAX], label[32], attr[32];
-                snprintf(attr, sizeof(attr), "temp%d_input", i);
-                uint64_t v;
-                if (read_attr_u64(m, hwmon, attr, false, &v) < 0)
-                        continue;
                 snprintf(rel, sizeof(rel), "%s/temp%d_label", hwmon, i);
                 if (sysfs_read_line(m, rel, label, sizeof(label)) < 0)
                         label[0] = '\0';
-                if (streq(label, "edge") || (!label[0] && i == 1))
-                        return (double)v / 1000.0;
-                if (isnan(fallback) && streq(label, "junction"))
-                        fallback = (double)v / 1000.0;
+                bool is_edge = streq(label, "edge") || (!label[0] && i == 1);
+                if (!is_edge && !streq(label, "junction"))
+                        continue;
+                snprintf(attr, sizeof(attr), "temp%d_input", i);
+                uint64_t v;
+                double c = read_attr_u64(m, hwmon, attr, false, &v) == 0 ? (double)v / 1000.0 : NAN;
+                if (is_edge)
+                        return c;
+                junction = c;
         }
-        return fallback;
+        return junction;
 }
 
 static void read_hwmon(const struct machine *m, struct gpu_info *g)
@@ -218,8 +220,7 @@ static void apply_kfd_node(const struct amd_state *st, const struct kfd_node *n,
         g->hive_id = n->hive_id;
         if (n->gfx_target_version)
                 kfd_gfx_name(n->gfx_target_version, g->arch, sizeof(g->arch));
-        /* An APU's GPU node carries the CPU cores beside the SIMDs (one CRAT node per die). */
-        if (n->cpu_cores_count > 0 && n->simd_count > 0)
+        if (kfd_is_apu(n))
                 g->is_apu = true;
         if (!g->unique_id[0] && n->unique_id)
                 snprintf(g->unique_id, sizeof(g->unique_id), "%016llx", (unsigned long long)n->unique_id);

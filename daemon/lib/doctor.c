@@ -232,6 +232,26 @@ static int check_mes(const struct machine *m, struct doctor_report *r)
         return 0;
 }
 
+/* Connectors live under the card: <pci>/drm/card0/card0-DP-1/status. */
+static bool card_has_connected_connector(const struct machine *m, const char *card_rel)
+{
+        char path[PATH_MAX];
+        if (!machine_path(m, card_rel, path, sizeof(path)))
+                return false;
+        _cleanup_closedir_ DIR *d = opendir(path);
+        if (!d)
+                return false;
+        for (struct dirent *e; (e = readdir(d)); ) {
+                if (!startswith(e->d_name, "card") || !strchr(e->d_name, '-'))
+                        continue;       /* connectors are card0-DP-1, card0-HDMI-A-1, ... */
+                char rel[PATH_MAX], status[32];
+                snprintf(rel, sizeof(rel), "%s/%s/status", card_rel, e->d_name);
+                if (sysfs_read_line(m, rel, status, sizeof(status)) == 0 && streq(status, "connected"))
+                        return true;
+        }
+        return false;
+}
+
 static bool drives_display(const struct machine *m, const struct gpu_info *g)
 {
         char rel[PATH_MAX], path[PATH_MAX];
@@ -242,11 +262,11 @@ static bool drives_display(const struct machine *m, const struct gpu_info *g)
         if (!d)
                 return false;
         for (struct dirent *e; (e = readdir(d)); ) {
-                if (!startswith(e->d_name, "card") || !strchr(e->d_name, '-'))
-                        continue;       /* connectors are card0-DP-1, card0-HDMI-A-1, ... */
-                char srel[PATH_MAX], status[32];
-                snprintf(srel, sizeof(srel), "%s/%s/status", rel, e->d_name);
-                if (sysfs_read_line(m, srel, status, sizeof(status)) == 0 && streq(status, "connected"))
+                if (!startswith(e->d_name, "card") || strchr(e->d_name, '-'))
+                        continue;
+                char card_rel[PATH_MAX];
+                snprintf(card_rel, sizeof(card_rel), "%s/%s", rel, e->d_name);
+                if (card_has_connected_connector(m, card_rel))
                         return true;
         }
         return false;

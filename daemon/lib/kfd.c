@@ -22,6 +22,22 @@ void kfd_gfx_name(uint32_t v, char *buf, size_t size)
         snprintf(buf, size, "gfx%u%u%x", major, minor, stepping);
 }
 
+bool kfd_is_apu(const struct kfd_node *n)
+{
+        /* Integrated GPUs by gfx_target_version: Carrizo, Raven/Picasso, Renoir, Cezanne, Van Gogh,
+         * Rembrandt, Raphael/Granite Ridge, Mendocino, Phoenix, Strix Point, Strix Halo, Krackan. */
+        static const uint32_t apu_targets[] = {
+                80001, 90002, 90009, 90012, 100303, 100305, 100306, 100307, 110003, 110004, 110500, 110501,
+                110502, 110503,
+        };
+        if (n->cpu_cores_count > 0 && n->simd_count > 0)
+                return true;
+        for (size_t i = 0; i < sizeof(apu_targets) / sizeof(apu_targets[0]); i++)
+                if (n->gfx_target_version == apu_targets[i])
+                        return true;
+        return false;
+}
+
 static void pci_from_location(uint64_t domain, uint64_t location_id, char *buf, size_t size)
 {
         unsigned bus = (location_id >> 8) & 0xff, devfn = location_id & 0xff;

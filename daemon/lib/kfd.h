@@ -58,5 +58,10 @@ const struct kfd_link *kfd_find_link(const struct kfd_node *from, int to, bool i
 /* 90006 → "gfx906", 90010 → "gfx90a", 110000 → "gfx1100", 110501 → "gfx1151". */
 void kfd_gfx_name(uint32_t gfx_target_version, char *buf, size_t size);
 
+/* Whether a GPU node is an APU's integrated GPU. KFD has no APU flag (ROCm asks the driver through
+ * the DRM ioctl): older kernels put the CPU cores in the GPU's node; newer ones give the iGPU a
+ * node of its own, known here by its gfx target. */
+bool kfd_is_apu(const struct kfd_node *n);
+
 /* Parses a node's "properties" text; exposed for the fuzzer and unit tests. */
 int kfd_parse_node_properties(const char *text, struct kfd_node *out);

@@ -115,17 +115,29 @@ bool parse_devnum(const char *s, unsigned *major, unsigned *minor)
 static int read_number(const struct machine *m, const char *rel, bool is_signed, bool warn_missing,
                        uint64_t *u, int64_t *s)
 {
-        char buf[128];
-        int r = sysfs_read_line(m, rel, buf, sizeof(buf));
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        int r = sysfs_read_file(m, rel, 128, &text, &len);
         if (r == -ENOENT && !warn_missing)
                 return r;
         if (r < 0)
                 return log_warning_errno(r, "reading %s/%s", machine_prefix(m), rel);
 
-        bool ok = is_signed ? parse_s64(buf, s) : parse_u64(buf, u);
+        /* The kernel ends every value with a newline: without one the file was cut short
+         * ("4" of "45000"), and a cut number is a wrong number. */
+        if (len == 0) {
+                log_warning("reading %s/%s: the file is empty; ignoring this value", machine_prefix(m), rel);
+                return -EINVAL;
+        }
+        if (text[len - 1] != '\n') {
+                log_warning("reading %s/%s: \"%s\" is truncated (no newline at the end); ignoring this value",
+                            machine_prefix(m), rel, text);
+                return -EINVAL;
+        }
+        text[len - 1] = '\0';
+        bool ok = is_signed ? parse_s64(text, s) : parse_u64(text, u);
         if (!ok) {
-                log_warning("reading %s/%s: \"%s\" is not a number; ignoring this value",
-                            machine_prefix(m), rel, buf);
+                log_warning("reading %s/%s: \"%s\" is not a number; ignoring this value", machine_prefix(m), rel, text);
                 return -EINVAL;
         }
         return 0;

@@ -1,6 +1,6 @@
 /* sysfs.h — reading single-value kernel files (sysfs, procfs) under a machine's root.
- * The readers are strict: a value with trailing garbage, an empty file or a number out of range
- * is an error, reported as a warning that names the file, because a half-parsed number is worse
+ * The readers are strict: a value with trailing garbage, an empty file, a value cut short (no
+ * final newline, which the kernel always writes) or a number out of range is an error, reported as a warning that names the file, because a half-parsed number is worse
  * than none. A missing file is -ENOENT; callers decide whether that is worth a warning. */
 #pragma once
 
