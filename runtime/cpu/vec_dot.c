@@ -1,0 +1,543 @@
+/* vec_dot.c — dot products of one weight row with one activation row, the inner loop of every
+ * CPU matrix-vector product. Each weight type has a portable scalar kernel (always compiled,
+ * the reference the tests hold the fast one to) and an AVX2+FMA+F16C kernel picked at run time,
+ * so one binary runs on any x86-64 and at full speed where it can. */
+#include "quant.h"
+#include "rig_assert.h"
+#include "vec_dot.h"
+
+#include <assert.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RIG_HAVE_X86 1
+#else
+#define RIG_HAVE_X86 0
+#endif
+
+
+/* Test and benchmark hooks, not API: the portable path, and whether rig_vec_dot takes the
+ * AVX2 path on this CPU. Declared here and in the tests (quant.h is not ours to change). */
+
+enum rig_type rig_vec_dot_type(enum rig_type weight_type)
+{
+        switch (weight_type) {
+        case RIG_TYPE_Q4_0:
+        case RIG_TYPE_Q8_0:
+                return RIG_TYPE_Q8_0;
+        case RIG_TYPE_Q4_K:
+        case RIG_TYPE_Q5_K:
+        case RIG_TYPE_Q6_K:
+                return RIG_TYPE_Q8_K;
+        default:
+                return RIG_TYPE_F32;
+        }
+}
+
+/* ---- portable kernels ------------------------------------------------------------------ */
+
+/* Four partial sums so the compiler may keep several lanes busy; n any length. */
+static float dot_f32(const float *w, const float *x, size_t n)
+{
+        float s[4] = { 0, 0, 0, 0 };
+        size_t i = 0;
+        for (; i + 4 <= n; i += 4)
+                for (int k = 0; k < 4; k++)
+                        s[k] += w[i + k] * x[i + k];
+        for (; i < n; i++)
+                s[0] += w[i] * x[i];
+        return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+static float dot_f16(const rig_half *w, const float *x, size_t n)
+{
+        float s = 0;
+        for (size_t i = 0; i < n; i++)
+                s += rig_half_to_float(w[i]) * x[i];
+        return s;
+}
+
+static float dot_bf16(const uint16_t *w, const float *x, size_t n)
+{
+        float s = 0;
+        for (size_t i = 0; i < n; i++)
+                s += rig_bf16_to_float(w[i]) * x[i];
+        return s;
+}
+
+/* Per 32-block: integer dot of the quants, times both scales. */
+static float dot_q4_0_q8_0(const struct block_q4_0 *w, const struct block_q8_0 *x, size_t nb)
+{
+        float s = 0;
+        for (size_t i = 0; i < nb; i++) {
+                int sumi = 0;
+                for (int j = 0; j < QK4_0 / 2; j++) {
+                        sumi += ((w[i].qs[j] & 0xf) - 8) * x[i].qs[j];
+                        sumi += ((w[i].qs[j] >> 4) - 8) * x[i].qs[j + 16];
+                }
+                s += (float)sumi * (rig_half_to_float(w[i].d) * rig_half_to_float(x[i].d));
+        }
+        return s;
+}
+
+static float dot_q8_0_q8_0(const struct block_q8_0 *w, const struct block_q8_0 *x, size_t nb)
+{
+        float s = 0;
+        for (size_t i = 0; i < nb; i++) {
+                int sumi = 0;
+                for (int j = 0; j < QK8_0; j++)
+                        sumi += w[i].qs[j] * x[i].qs[j];
+                s += (float)sumi * (rig_half_to_float(w[i].d) * rig_half_to_float(x[i].d));
+        }
+        return s;
+}
+
+/* Same packing as quant.c's k4_scale_min: 8 scales then 8 mins, 6 bits each. */
+static void k4_unpack(const uint8_t *q, uint8_t out[16])
+{
+        for (int j = 0; j < 4; j++) {
+                out[j] = q[j] & 63;
+                out[8 + j] = q[j + 4] & 63;
+                out[4 + j] = (uint8_t)((q[j + 8] & 0xf) | ((q[j] >> 6) << 4));
+                out[12 + j] = (uint8_t)((q[j + 8] >> 4) | ((q[j + 4] >> 6) << 4));
+        }
+}
+
+/* Sum over sub-blocks of min * (sum of x in it): bsums come in groups of 16, sub-blocks are 32. */
+static int k4_min_dot(const uint8_t *mins, const int16_t *bsums)
+{
+        int s = 0;
+        for (int j = 0; j < QK_K / 32; j++)
+                s += mins[j] * (bsums[2 * j] + bsums[2 * j + 1]);
+        return s;
+}
+
+/* w = d*sc*q - dmin*m:  dot = d*xd * sum_j sc_j * (q·x)_j  -  dmin*xd * sum_j m_j * sum(x_j). */
+static float dot_q4_K_q8_K(const struct block_q4_K *w, const struct block_q8_K *x, size_t nb)
+{
+        float s = 0;
+        for (size_t i = 0; i < nb; i++) {
+                uint8_t sm[16];
+                k4_unpack(w[i].scales, sm);
+                int sumi = 0;
+                for (int k = 0; k < QK_K / 64; k++) {
+                        int lo = 0, hi = 0;
+                        for (int l = 0; l < 32; l++) {
+                                lo += (w[i].qs[32 * k + l] & 0xf) * x[i].qs[64 * k + l];
+                                hi += (w[i].qs[32 * k + l] >> 4) * x[i].qs[64 * k + 32 + l];
+                        }
+                        sumi += sm[2 * k] * lo + sm[2 * k + 1] * hi;
+                }
+                float d = rig_half_to_float(w[i].d) * x[i].d;
+                float dmin = rig_half_to_float(w[i].dmin) * x[i].d;
+                s += d * (float)sumi - dmin * (float)k4_min_dot(sm + 8, x[i].bsums);
+        }
+        return s;
+}
+
+static float dot_q5_K_q8_K(const struct block_q5_K *w, const struct block_q8_K *x, size_t nb)
+{
+        float s = 0;
+        for (size_t i = 0; i < nb; i++) {
+                uint8_t sm[16];
+                k4_unpack(w[i].scales, sm);
+                int sumi = 0;
+                for (int k = 0; k < QK_K / 64; k++) {
+                        int lo = 0, hi = 0;
+                        for (int l = 0; l < 32; l++) {
+                                int ql = w[i].qs[32 * k + l], qh = w[i].qh[l];
+                                int q_lo = (ql & 0xf) | (((qh >> (2 * k)) & 1) << 4);
+                                int q_hi = (ql >> 4) | (((qh >> (2 * k + 1)) & 1) << 4);
+                                lo += q_lo * x[i].qs[64 * k + l];
+                                hi += q_hi * x[i].qs[64 * k + 32 + l];
+                        }
+                        sumi += sm[2 * k] * lo + sm[2 * k + 1] * hi;
+                }
+                float d = rig_half_to_float(w[i].d) * x[i].d;
+                float dmin = rig_half_to_float(w[i].dmin) * x[i].d;
+                s += d * (float)sumi - dmin * (float)k4_min_dot(sm + 8, x[i].bsums);
+        }
+        return s;
+}
+
+/* w = d*sc_g*(q - 32) per group g of 16: the -32 is folded in with the bsums. */
+static float dot_q6_K_q8_K(const struct block_q6_K *w, const struct block_q8_K *x, size_t nb)
+{
+        float s = 0;
+        for (size_t i = 0; i < nb; i++) {
+                int sumi = 0;
+                for (int n = 0; n < QK_K / 128; n++) {
+                        const uint8_t *ql = w[i].ql + 64 * n, *qh = w[i].qh + 32 * n;
+                        const int8_t *sc = w[i].scales + 8 * n, *q8 = x[i].qs + 128 * n;
+                        for (int g = 0; g < 4; g++) {
+                                int part[2] = { 0, 0 };
+                                for (int l = 0; l < 32; l++) {
+                                        int low = (ql[l + 32 * (g & 1)] >> (4 * (g >> 1))) & 0xf;
+                                        int q = low | (((qh[l] >> (2 * g)) & 3) << 4);
+                                        part[l / 16] += q * q8[32 * g + l];
+                                }
+                                sumi += sc[2 * g] * part[0] + sc[2 * g + 1] * part[1];
+                        }
+                }
+                int corr = 0;
+                for (int g = 0; g < QK_K / 16; g++)
+                        corr += w[i].scales[g] * x[i].bsums[g];
+                s += rig_half_to_float(w[i].d) * x[i].d * (float)(sumi - 32 * corr);
+        }
+        return s;
+}
+
+float rig_vec_dot_portable(enum rig_type weight_type, const void *w, const void *x, size_t n)
+{
+        switch (weight_type) {
+        case RIG_TYPE_F32:
+                return dot_f32(w, x, n);
+        case RIG_TYPE_F16:
+                return dot_f16(w, x, n);
+        case RIG_TYPE_BF16:
+                return dot_bf16(w, x, n);
+        case RIG_TYPE_Q4_0:
+                RIG_ASSERT(n % QK4_0 == 0, "q4_0 dot of %zu", n);
+                return dot_q4_0_q8_0(w, x, n / QK4_0);
+        case RIG_TYPE_Q8_0:
+                RIG_ASSERT(n % QK8_0 == 0, "q8_0 dot of %zu", n);
+                return dot_q8_0_q8_0(w, x, n / QK8_0);
+        case RIG_TYPE_Q4_K:
+                RIG_ASSERT(n % QK_K == 0, "q4_K dot of %zu", n);
+                return dot_q4_K_q8_K(w, x, n / QK_K);
+        case RIG_TYPE_Q5_K:
+                RIG_ASSERT(n % QK_K == 0, "q5_K dot of %zu", n);
+                return dot_q5_K_q8_K(w, x, n / QK_K);
+        case RIG_TYPE_Q6_K:
+                RIG_ASSERT(n % QK_K == 0, "q6_K dot of %zu", n);
+                return dot_q6_K_q8_K(w, x, n / QK_K);
+        default:
+                RIG_ASSERT(0, "vec_dot of weight type %d", (int)weight_type);
+                return 0;
+        }
+}
+
+/* ---- AVX2 + FMA + F16C kernels --------------------------------------------------------- */
+#if RIG_HAVE_X86
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+AVX2 static float hsum_ps(__m256 v)
+{
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+}
+
+AVX2 static float half_f32(rig_half h)
+{
+        return _cvtsh_ss(h);
+}
+
+/* int8 x int8 → 8 int32 lanes. maddubs wants unsigned × signed, so move x's sign onto y
+ * (|x| ≤ 127 for our quants; -128 would read as 128, still right for the unsigned operand). */
+AVX2 static __m256i dot_i8_i32(__m256i x, __m256i y)
+{
+        __m256i ax = _mm256_sign_epi8(x, x);
+        __m256i sy = _mm256_sign_epi8(y, x);
+        __m256i p16 = _mm256_maddubs_epi16(ax, sy);
+        return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* 8 f16 or bf16 values → 8 floats. */
+AVX2 static __m256 load_f16x8(const rig_half *p)
+{
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+AVX2 static __m256 load_bf16x8(const uint16_t *p)
+{
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* The float kernels: 4 accumulators of 8 (32 elements per step) to cover the FMA latency. */
+#define FLOAT_DOT_AVX2(NAME, WTYPE, LOAD, SCALAR)                                          \
+        AVX2 static float NAME(const WTYPE *w, const float *x, size_t n)                    \
+        {                                                                                   \
+                __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(),                 \
+                                  _mm256_setzero_ps(), _mm256_setzero_ps() };               \
+                size_t i = 0;                                                               \
+                for (; i + 32 <= n; i += 32)                                                \
+                        for (int k = 0; k < 4; k++)                                         \
+                                acc[k] = _mm256_fmadd_ps(LOAD(w + i + 8 * k),               \
+                                                         _mm256_loadu_ps(x + i + 8 * k),    \
+                                                         acc[k]);                           \
+                for (; i + 8 <= n; i += 8)                                                  \
+                        acc[0] = _mm256_fmadd_ps(LOAD(w + i), _mm256_loadu_ps(x + i), acc[0]); \
+                float s = hsum_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]),              \
+                                                _mm256_add_ps(acc[2], acc[3])));            \
+                for (; i < n; i++)                                                          \
+                        s += SCALAR(w[i]) * x[i];                                           \
+                return s;                                                                   \
+        }
+
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define SCALAR_F32(v) (v)
+FLOAT_DOT_AVX2(dot_f32_avx2, float, LOAD_F32, SCALAR_F32)
+FLOAT_DOT_AVX2(dot_f16_avx2, rig_half, load_f16x8, rig_half_to_float)
+FLOAT_DOT_AVX2(dot_bf16_avx2, uint16_t, load_bf16x8, rig_bf16_to_float)
+
+/* Two blocks per step into two accumulators: the loop is load-bound, this keeps two
+ * independent FMA chains in flight. */
+AVX2 static float dot_q8_0_q8_0_avx2(const struct block_q8_0 *w, const struct block_q8_0 *x, size_t nb)
+{
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        size_t i = 0;
+        for (; i + 2 <= nb; i += 2) {
+                __m256i p0 = dot_i8_i32(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                                        _mm256_loadu_si256((const __m256i *)x[i].qs));
+                __m256i p1 = dot_i8_i32(_mm256_loadu_si256((const __m256i *)w[i + 1].qs),
+                                        _mm256_loadu_si256((const __m256i *)x[i + 1].qs));
+                __m256 d0 = _mm256_set1_ps(half_f32(w[i].d) * half_f32(x[i].d));
+                __m256 d1 = _mm256_set1_ps(half_f32(w[i + 1].d) * half_f32(x[i + 1].d));
+                acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+                acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+        }
+        for (; i < nb; i++) {
+                __m256i p = dot_i8_i32(_mm256_loadu_si256((const __m256i *)w[i].qs),
+                                       _mm256_loadu_si256((const __m256i *)x[i].qs));
+                __m256 d = _mm256_set1_ps(half_f32(w[i].d) * half_f32(x[i].d));
+                acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+        }
+        return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+/* 16 nibble bytes → 32 int8 in element order (low nibbles 0..15, high 16..31), minus 8. */
+AVX2 static __m256i q4_0_unpack(const uint8_t *qs)
+{
+        __m128i b = _mm_loadu_si128((const __m128i *)qs);
+        __m256i v = _mm256_set_m128i(_mm_srli_epi16(b, 4), b);
+        v = _mm256_and_si256(v, _mm256_set1_epi8(0x0f));
+        return _mm256_sub_epi8(v, _mm256_set1_epi8(8));
+}
+
+AVX2 static float dot_q4_0_q8_0_avx2(const struct block_q4_0 *w, const struct block_q8_0 *x, size_t nb)
+{
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+        size_t i = 0;
+        for (; i + 2 <= nb; i += 2) {
+                __m256i p0 = dot_i8_i32(q4_0_unpack(w[i].qs), _mm256_loadu_si256((const __m256i *)x[i].qs));
+                __m256i p1 = dot_i8_i32(q4_0_unpack(w[i + 1].qs),
+                                        _mm256_loadu_si256((const __m256i *)x[i + 1].qs));
+                __m256 d0 = _mm256_set1_ps(half_f32(w[i].d) * half_f32(x[i].d));
+                __m256 d1 = _mm256_set1_ps(half_f32(w[i + 1].d) * half_f32(x[i + 1].d));
+                acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(p0), acc0);
+                acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(p1), acc1);
+        }
+        for (; i < nb; i++) {
+                __m256i p = dot_i8_i32(q4_0_unpack(w[i].qs), _mm256_loadu_si256((const __m256i *)x[i].qs));
+                __m256 d = _mm256_set1_ps(half_f32(w[i].d) * half_f32(x[i].d));
+                acc0 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc0);
+        }
+        return hsum_ps(_mm256_add_ps(acc0, acc1));
+}
+
+AVX2 static float hsum_ps128(__m128 s)
+{
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        return _mm_cvtss_f32(s);
+}
+
+/* The 12 scale bytes as 16 int16: scales 0-7 then mins 0-7. Works on the three 32-bit words
+ * (w0 = bytes 0-3, w1 = 4-7, w2 = 8-11): scales 0-3 = w0 & 63, mins 0-3 = w1 & 63 per byte;
+ * scales 4-7 = low nibbles of w2 | (top 2 bits of w0 bytes) << 4; mins 4-7 likewise from the
+ * high nibbles of w2 and the top bits of w1. */
+AVX2 static __m256i k4_scales_mins16(const uint8_t *q)
+{
+        uint32_t w0, w1, w2;
+        memcpy(&w0, q, 4);
+        memcpy(&w1, q + 4, 4);
+        memcpy(&w2, q + 8, 4);
+        uint32_t s03 = w0 & 0x3f3f3f3fu, m03 = w1 & 0x3f3f3f3fu;
+        uint32_t s47 = (w2 & 0x0f0f0f0fu) | ((w0 >> 2) & 0x30303030u);
+        uint32_t m47 = ((w2 >> 4) & 0x0f0f0f0fu) | ((w1 >> 2) & 0x30303030u);
+        return _mm256_cvtepu8_epi16(_mm_set_epi32((int)m47, (int)m03, (int)s47, (int)s03));
+}
+
+/* pshufb masks that broadcast int16 element j of a 128-bit lane to the whole lane. */
+AVX2 static __m256i broadcast16_mask(int j)
+{
+        return _mm256_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8)));
+}
+
+/* Per 64 elements: 32 bytes of nibbles against 2 x 32 int8; the int16 products of each
+ * sub-block are weighted by its 6-bit scale with madd (scale*(2 products) fits int32). The
+ * mins meet the bsums once per block: dmin * sum_j m_j * (bsum[2j] + bsum[2j+1]). */
+AVX2 static float dot_q4_K_q8_K_avx2(const struct block_q4_K *w, const struct block_q8_K *x, size_t nb)
+{
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        __m256 acc = _mm256_setzero_ps();
+        __m128 acc_m = _mm_setzero_ps();
+        for (size_t i = 0; i < nb; i++) {
+                float d = half_f32(w[i].d) * x[i].d;
+                float dmin = half_f32(w[i].dmin) * x[i].d;
+                __m256i sm = k4_scales_mins16(w[i].scales);
+                __m128i mins = _mm256_extracti128_si256(sm, 1);
+                __m128i b0 = _mm_loadu_si128((const __m128i *)x[i].bsums);
+                __m128i b1 = _mm_loadu_si128((const __m128i *)(x[i].bsums + 8));
+                __m128i pm = _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
+                acc_m = _mm_fmadd_ps(_mm_set1_ps(-dmin), _mm_cvtepi32_ps(pm), acc_m);
+                __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+                const uint8_t *q4 = w[i].qs;
+                const int8_t *q8 = x[i].qs;
+                __m256i sumi = _mm256_setzero_si256();
+                for (int k = 0; k < QK_K / 64; k++, q4 += 32, q8 += 64) {
+                        __m256i sc_lo = _mm256_shuffle_epi8(scales, broadcast16_mask(2 * k));
+                        __m256i sc_hi = _mm256_shuffle_epi8(scales, broadcast16_mask(2 * k + 1));
+                        __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
+                        __m256i lo = _mm256_and_si256(bits, m4);
+                        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+                        __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+                        __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+                        plo = _mm256_madd_epi16(sc_lo, plo);
+                        phi = _mm256_madd_epi16(sc_hi, phi);
+                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        return hsum_ps(acc) + hsum_ps128(acc_m);
+}
+
+/* As Q4_K; the 5th bits of 64-chunk k are bits 2k (low half) and 2k+1 (high half) of qh[32]. */
+AVX2 static float dot_q5_K_q8_K_avx2(const struct block_q5_K *w, const struct block_q8_K *x, size_t nb)
+{
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        const __m256i b16 = _mm256_set1_epi8(16);
+        __m256 acc = _mm256_setzero_ps();
+        __m128 acc_m = _mm_setzero_ps();
+        for (size_t i = 0; i < nb; i++) {
+                float d = half_f32(w[i].d) * x[i].d;
+                float dmin = half_f32(w[i].dmin) * x[i].d;
+                __m256i sm = k4_scales_mins16(w[i].scales);
+                __m128i mins = _mm256_extracti128_si256(sm, 1);
+                __m128i b0 = _mm_loadu_si128((const __m128i *)x[i].bsums);
+                __m128i b1 = _mm_loadu_si128((const __m128i *)(x[i].bsums + 8));
+                __m128i pm = _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
+                acc_m = _mm_fmadd_ps(_mm_set1_ps(-dmin), _mm_cvtepi32_ps(pm), acc_m);
+                __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+                const uint8_t *q5 = w[i].qs;
+                const int8_t *q8 = x[i].qs;
+                __m256i hbits = _mm256_loadu_si256((const __m256i *)w[i].qh);
+                __m256i sumi = _mm256_setzero_si256();
+                for (int k = 0; k < QK_K / 64; k++, q5 += 32, q8 += 64) {
+                        __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
+                        /* Move bit 2k to bit 4 (low half) and bit 2k+1 to bit 4 (high half). */
+                        __m256i hlo = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * k), 4), b16);
+                        __m256i hhi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * k + 1), 4), b16);
+                        __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hlo);
+                        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hhi);
+                        __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+                        __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+                        plo = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, broadcast16_mask(2 * k)), plo);
+                        phi = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, broadcast16_mask(2 * k + 1)), phi);
+                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        return hsum_ps(acc) + hsum_ps128(acc_m);
+}
+
+/* pshufb mask: int16 element j to the whole low 128-bit lane, element j+1 to the high lane
+ * (elements 0..15 of a 32-vector have one Q6_K scale, 16..31 the next). */
+AVX2 static __m256i scale_pair_mask(int j)
+{
+        return _mm256_set_m128i(_mm_set1_epi16((short)((2 * j + 2) | ((2 * j + 3) << 8))),
+                                _mm_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8))));
+}
+
+/* Per 128 elements: 6-bit q (0..63, unsigned for maddubs) against int8; the -32 offset is
+ * taken out once per block with the bsums: sum sc*(q-32)*x = sum sc*q*x - 32*sum sc*bsum. */
+AVX2 static float dot_q6_K_q8_K_avx2(const struct block_q6_K *w, const struct block_q8_K *x, size_t nb)
+{
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        const __m256i m30 = _mm256_set1_epi8(0x30);
+        __m256 acc = _mm256_setzero_ps();
+        for (size_t i = 0; i < nb; i++) {
+                float d = half_f32(w[i].d) * x[i].d;
+                __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
+                __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[i].bsums));
+                __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+                const uint8_t *ql = w[i].ql, *qh = w[i].qh;
+                const int8_t *q8 = x[i].qs;
+                for (int n = 0; n < QK_K / 128; n++, ql += 64, qh += 32, q8 += 128) {
+                        /* this half's 8 scales as int16 in both 128-bit lanes */
+                        __m256i sc = n == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00)
+                                            : _mm256_permute2x128_si256(sc16, sc16, 0x11);
+                        __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
+                        __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                        __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+                        __m256i q[4];
+                        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+                        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+                        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
+                        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+                        for (int g = 0; g < 4; g++) {
+                                __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(q8 + 32 * g)));
+                                p = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_pair_mask(2 * g)), p);
+                                sumi = _mm256_add_epi32(sumi, p);
+                        }
+                }
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        }
+        return hsum_ps(acc);
+}
+
+static float vec_dot_avx2(enum rig_type weight_type, const void *w, const void *x, size_t n)
+{
+        switch (weight_type) {
+        case RIG_TYPE_F32:
+                return dot_f32_avx2(w, x, n);
+        case RIG_TYPE_F16:
+                return dot_f16_avx2(w, x, n);
+        case RIG_TYPE_BF16:
+                return dot_bf16_avx2(w, x, n);
+        case RIG_TYPE_Q4_0:
+                RIG_ASSERT(n % QK4_0 == 0, "q4_0 dot of %zu", n);
+                return dot_q4_0_q8_0_avx2(w, x, n / QK4_0);
+        case RIG_TYPE_Q8_0:
+                RIG_ASSERT(n % QK8_0 == 0, "q8_0 dot of %zu", n);
+                return dot_q8_0_q8_0_avx2(w, x, n / QK8_0);
+        case RIG_TYPE_Q4_K:
+                RIG_ASSERT(n % QK_K == 0, "q4_K dot of %zu", n);
+                return dot_q4_K_q8_K_avx2(w, x, n / QK_K);
+        case RIG_TYPE_Q5_K:
+                RIG_ASSERT(n % QK_K == 0, "q5_K dot of %zu", n);
+                return dot_q5_K_q8_K_avx2(w, x, n / QK_K);
+        case RIG_TYPE_Q6_K:
+                RIG_ASSERT(n % QK_K == 0, "q6_K dot of %zu", n);
+                return dot_q6_K_q8_K_avx2(w, x, n / QK_K);
+        default:
+                RIG_ASSERT(0, "vec_dot of weight type %d", (int)weight_type);
+                return 0;
+        }
+}
+#endif
+
+bool rig_vec_dot_has_avx2(void)
+{
+#if RIG_HAVE_X86
+        /* The runtime fills the cpu model in a constructor; this is a load and a bit test.
+         * F16C is not asked: clang cannot, and every CPU with AVX2 and FMA has it. */
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+        return false;
+#endif
+}
+
+float rig_vec_dot(enum rig_type weight_type, const void *w, const void *x, size_t n)
+{
+#if RIG_HAVE_X86
+        if (rig_vec_dot_has_avx2())
+                return vec_dot_avx2(weight_type, w, x, n);
+#endif
+        return rig_vec_dot_portable(weight_type, w, x, n);
+}

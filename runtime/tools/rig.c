@@ -1,0 +1,458 @@
+/* rig.c — the runtime's command line: run, logits, tokenize, synth (serve, bench and plan come
+ * with the GPU backend and the planner). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "forward.h"
+#include "gguf.h"
+#include "kv.h"
+#include "model.h"
+#include "sampler.h"
+#include "synth.h"
+#include "tokenizer.h"
+
+#define ERR_LEN 512
+
+static double now_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int default_threads(void)
+{
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        return n > 0 ? (int)n : 1;
+}
+
+/* Reads a whole model into the page cache with a progress bar when stderr is a terminal and
+ * the file is large: otherwise the first token would silently take as long as the disk. */
+static void prefault(const struct gguf_file *f)
+{
+        if (!isatty(STDERR_FILENO) || f->size < (256u << 20))
+                return;
+        const size_t step = 4096, chunk = 64u << 20;
+        volatile unsigned char sink = 0;
+        for (size_t off = 0; off < f->size; off += step) {
+                sink ^= f->base[off];
+                if (off % chunk == 0 || off + step >= f->size) {
+                        int pct = (int)((off + step >= f->size ? f->size : off) * 100 / f->size);
+                        int bar = pct / 4;
+                        fprintf(stderr, "\rloading [%-25.*s] %3d%% of %.1f GiB", bar, "#########################", pct,
+                                (double)f->size / (1u << 30));
+                }
+        }
+        fputc('\n', stderr);
+        (void)sink;
+}
+
+static int open_model(const char *path, struct rig_model **out)
+{
+        char err[ERR_LEN] = "";
+        struct gguf_file *f;
+        int r = gguf_open(path, &f, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "rig: %s\n", err[0] ? err : strerror(-r));
+                return r;
+        }
+        prefault(f);
+        r = model_load(f, out, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "rig: %s: %s\n", path, err);
+                gguf_close(f);
+        }
+        return r;
+}
+
+static int open_tokenizer(const struct rig_model *m, const char *path, struct rig_tokenizer **out)
+{
+        char err[ERR_LEN] = "";
+        int r = tokenizer_load(m->file, out, err, sizeof(err));
+        if (r < 0)
+                fprintf(stderr, "rig: %s: tokenizer: %s\n", path, err[0] ? err : strerror(-r));
+        return r;
+}
+
+/* ---- rig tokenize ---- */
+
+static void print_json_string(const char *s, size_t len)
+{
+        putchar('"');
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char)s[i];
+                if (c == '"' || c == '\\')
+                        printf("\\%c", c);
+                else if (c < 0x20)
+                        printf("\\u%04x", c);
+                else
+                        putchar(c);
+        }
+        putchar('"');
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+        const char *model_path = NULL, *text = NULL;
+        bool add_special = false, is_plain = false, is_json = false;
+        static const struct option opts[] = {
+                { "model", required_argument, NULL, 'm' }, { "text", required_argument, NULL, 't' },
+                { "add-special", no_argument, NULL, 'a' }, { "plain", no_argument, NULL, 'p' },
+                { "json", no_argument, NULL, 'j' }, { 0 },
+        };
+        for (int c; (c = getopt_long(argc, argv, "m:t:", opts, NULL)) != -1; ) {
+                switch (c) {
+                case 'm': model_path = optarg; break;
+                case 't': text = optarg; break;
+                case 'a': add_special = true; break;
+                case 'p': is_plain = true; break;
+                case 'j': is_json = true; break;
+                default: return 2;
+                }
+        }
+        if (!model_path || !text) {
+                fprintf(stderr, "usage: rig tokenize -m FILE --text T [--add-special] [--plain] [--json]\n");
+                return 2;
+        }
+        struct rig_model *m;
+        struct rig_tokenizer *tok;
+        if (open_model(model_path, &m) < 0)
+                return 1;
+        if (open_tokenizer(m, model_path, &tok) < 0) {
+                model_free(m);
+                return 1;
+        }
+        int32_t *ids = NULL;
+        size_t n = 0;
+        int r = tokenizer_encode(tok, text, strlen(text), add_special, !is_plain, &ids, &n);
+        if (r < 0) {
+                fprintf(stderr, "rig: tokenizing: %s\n", strerror(-r));
+        } else if (is_json) {
+                printf("{\"ids\":[");
+                for (size_t i = 0; i < n; i++)
+                        printf("%s%d", i ? "," : "", ids[i]);
+                printf("],\"pieces\":[");
+                for (size_t i = 0; i < n; i++) {
+                        size_t len;
+                        const char *piece = tokenizer_token_text(tok, ids[i], &len);
+                        if (i)
+                                putchar(',');
+                        print_json_string(piece, len);
+                }
+                printf("]}\n");
+        } else {
+                for (size_t i = 0; i < n; i++) {
+                        size_t len;
+                        const char *piece = tokenizer_token_text(tok, ids[i], &len);
+                        printf("%6d  %.*s\n", ids[i], (int)len, piece);
+                }
+        }
+        free(ids);
+        tokenizer_free(tok);
+        model_free(m);
+        return r < 0 ? 1 : 0;
+}
+
+/* ---- rig logits ---- */
+
+static int parse_tokens(const char *list, int32_t **out, size_t *n)
+{
+        size_t cap = 16;
+        int32_t *ids = malloc(cap * sizeof(*ids));
+        if (!ids)
+                return -ENOMEM;
+        *n = 0;
+        for (const char *p = list; *p; ) {
+                char *end;
+                errno = 0;
+                long v = strtol(p, &end, 10);
+                if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',')) {
+                        free(ids);
+                        return -EINVAL;
+                }
+                if (*n == cap) {
+                        int32_t *more = realloc(ids, (cap *= 2) * sizeof(*ids));
+                        if (!more) {
+                                free(ids);
+                                return -ENOMEM;
+                        }
+                        ids = more;
+                }
+                ids[(*n)++] = (int32_t)v;
+                p = *end ? end + 1 : end;
+        }
+        *out = ids;
+        return *n ? 0 : -EINVAL;
+}
+
+static int cmd_logits(int argc, char **argv)
+{
+        const char *model_path = NULL, *tokens = NULL, *out_path = NULL, *kv_name = "f32";
+        int n_threads = default_threads();
+        static const struct option opts[] = {
+                { "model", required_argument, NULL, 'm' }, { "tokens", required_argument, NULL, 't' },
+                { "out", required_argument, NULL, 'o' }, { "kv", required_argument, NULL, 'k' },
+                { "threads", required_argument, NULL, 'T' }, { 0 },
+        };
+        for (int c; (c = getopt_long(argc, argv, "m:o:", opts, NULL)) != -1; ) {
+                switch (c) {
+                case 'm': model_path = optarg; break;
+                case 't': tokens = optarg; break;
+                case 'o': out_path = optarg; break;
+                case 'k': kv_name = optarg; break;
+                case 'T': n_threads = atoi(optarg); break;
+                default: return 2;
+                }
+        }
+        enum rig_type kv_type;
+        int32_t *ids;
+        size_t n;
+        if (!model_path || !tokens || !out_path || kv_type_from_name(kv_name, &kv_type) < 0 ||
+            parse_tokens(tokens, &ids, &n) < 0) {
+                fprintf(stderr, "usage: rig logits -m FILE --tokens 1,2,3 --out FILE.f32 [--kv f32|f16|q8_0] [--threads N]\n");
+                return 2;
+        }
+        struct rig_model *m;
+        if (open_model(model_path, &m) < 0) {
+                free(ids);
+                return 1;
+        }
+        struct rig_session *s;
+        int r = session_new(m, (uint32_t)n, kv_type, n_threads, &s);
+        FILE *out = r == 0 ? fopen(out_path, "wb") : NULL;
+        if (r < 0)
+                fprintf(stderr, "rig: creating a session: %s\n", strerror(-r));
+        else if (!out)
+                fprintf(stderr, "rig: %s: %s\n", out_path, strerror(errno));
+        for (size_t i = 0; out && i < n; i++) {
+                r = session_eval(s, ids[i], (uint32_t)i);
+                if (r < 0) {
+                        fprintf(stderr, "rig: token %d at position %zu: not in the vocabulary of %u\n", ids[i], i,
+                                m->cfg.n_vocab);
+                        break;
+                }
+                if (fwrite(s->logits, sizeof(float), m->cfg.n_vocab, out) != m->cfg.n_vocab) {
+                        fprintf(stderr, "rig: writing %s: %s\n", out_path, strerror(errno));
+                        r = -EIO;
+                        break;
+                }
+        }
+        if (out && fclose(out) != 0 && r == 0)
+                r = -EIO;
+        session_free(s);
+        model_free(m);
+        free(ids);
+        return r < 0 || !out ? 1 : 0;
+}
+
+/* ---- rig run ---- */
+
+struct run_options {
+        const char *model_path, *prompt;
+        int n_predict, n_threads;
+        uint32_t n_ctx;
+        enum rig_type kv_type;
+        struct sampler_params sp;
+};
+
+static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct run_options *o)
+{
+        int32_t *ids = NULL;
+        size_t n = 0;
+        int r = tokenizer_encode(tok, o->prompt, strlen(o->prompt), true, true, &ids, &n);
+        if (r < 0 || n == 0) {
+                fprintf(stderr, "rig: the prompt gives no tokens\n");
+                free(ids);
+                return 1;
+        }
+        uint32_t n_ctx = o->n_ctx ? o->n_ctx : (uint32_t)(n + (size_t)o->n_predict);
+        if (n + (size_t)o->n_predict > n_ctx) {
+                fprintf(stderr, "rig: prompt (%zu tokens) + %d to generate do not fit a context of %u (-c)\n", n,
+                        o->n_predict, n_ctx);
+                free(ids);
+                return 1;
+        }
+        struct rig_session *s;
+        struct sampler smp;
+        if ((r = session_new(m, n_ctx, o->kv_type, o->n_threads, &s)) < 0) {
+                fprintf(stderr, "rig: a session of %u tokens: %s\n", n_ctx, strerror(-r));
+                free(ids);
+                return 1;
+        }
+        if ((r = sampler_init(&smp, &o->sp, m->cfg.n_vocab)) < 0) {
+                session_free(s);
+                free(ids);
+                return 1;
+        }
+
+        fputs(o->prompt, stdout);
+        fflush(stdout);
+        double t0 = now_s();
+        for (size_t i = 0; i < n && r == 0; i++) {
+                r = session_eval(s, ids[i], (uint32_t)i);
+                sampler_accept(&smp, ids[i]);
+        }
+        double t_prompt = now_s() - t0;
+
+        struct tokenizer_stream ts = { .n_pending = 0 };
+        char buf[256];
+        int n_gen = 0;
+        double t1 = now_s();
+        uint32_t pos = (uint32_t)n;
+        while (r == 0 && n_gen < o->n_predict) {
+                int32_t next = sampler_sample(&smp, s->logits);
+                sampler_accept(&smp, next);
+                n_gen++;
+                if (tokenizer_is_eog(tok, next))
+                        break;
+                int k = tokenizer_stream_push(tok, &ts, next, buf, sizeof(buf));
+                if (k > 0) {
+                        fwrite(buf, 1, (size_t)k, stdout);
+                        fflush(stdout);
+                }
+                if (n_gen < o->n_predict)
+                        r = session_eval(s, next, pos++);
+        }
+        int k = tokenizer_stream_flush(&ts, buf, sizeof(buf));
+        if (k > 0)
+                fwrite(buf, 1, (size_t)k, stdout);
+        putchar('\n');
+        double t_gen = now_s() - t1;
+        fprintf(stderr, "prompt: %zu tokens in %.2f s (%.2f t/s); generation: %d tokens in %.2f s (%.2f t/s)\n", n,
+                t_prompt, n / t_prompt, n_gen, t_gen, n_gen / (t_gen > 0 ? t_gen : 1));
+        sampler_free(&smp);
+        session_free(s);
+        free(ids);
+        return r < 0 ? 1 : 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+        struct run_options o = { .prompt = "", .n_predict = 128, .n_threads = default_threads(), .kv_type = RIG_TYPE_F16 };
+        sampler_defaults(&o.sp);
+        static const struct option opts[] = {
+                { "model", required_argument, NULL, 'm' }, { "prompt", required_argument, NULL, 'p' },
+                { "n-predict", required_argument, NULL, 'n' }, { "ctx-size", required_argument, NULL, 'c' },
+                { "temp", required_argument, NULL, 'T' }, { "top-k", required_argument, NULL, 'K' },
+                { "top-p", required_argument, NULL, 'P' }, { "min-p", required_argument, NULL, 'M' },
+                { "repeat-penalty", required_argument, NULL, 'R' }, { "seed", required_argument, NULL, 'S' },
+                { "kv", required_argument, NULL, 'k' }, { "threads", required_argument, NULL, 't' },
+                { "cpu", no_argument, NULL, 'C' }, { 0 },
+        };
+        for (int c; (c = getopt_long(argc, argv, "m:p:n:c:t:", opts, NULL)) != -1; ) {
+                switch (c) {
+                case 'm': o.model_path = optarg; break;
+                case 'p': o.prompt = optarg; break;
+                case 'n': o.n_predict = atoi(optarg); break;
+                case 'c': o.n_ctx = (uint32_t)strtoul(optarg, NULL, 10); break;
+                case 'T': o.sp.temperature = strtof(optarg, NULL); break;
+                case 'K': o.sp.top_k = atoi(optarg); break;
+                case 'P': o.sp.top_p = strtof(optarg, NULL); break;
+                case 'M': o.sp.min_p = strtof(optarg, NULL); break;
+                case 'R': o.sp.repeat_penalty = strtof(optarg, NULL); break;
+                case 'S': o.sp.seed = strtoull(optarg, NULL, 10); break;
+                case 'k':
+                        if (kv_type_from_name(optarg, &o.kv_type) < 0) {
+                                fprintf(stderr, "rig run: --kv takes f16, q8_0 or f32\n");
+                                return 2;
+                        }
+                        break;
+                case 't': o.n_threads = atoi(optarg); break;
+                case 'C': break;        /* the CPU is the only backend so far */
+                default: return 2;
+                }
+        }
+        if (!o.model_path || o.n_predict < 0) {
+                fprintf(stderr, "usage: rig run -m FILE [-p PROMPT] [-n N] [-c CTX] [--temp T] [--top-k K] [--top-p P]\n"
+                                "               [--min-p P] [--repeat-penalty R] [--seed S] [--kv f16|q8_0] [--threads N] [--cpu]\n");
+                return 2;
+        }
+        struct rig_model *m;
+        struct rig_tokenizer *tok;
+        if (open_model(o.model_path, &m) < 0)
+                return 1;
+        if (open_tokenizer(m, o.model_path, &tok) < 0) {
+                model_free(m);
+                return 1;
+        }
+        int r = generate(m, tok, &o);
+        tokenizer_free(tok);
+        model_free(m);
+        return r;
+}
+
+/* ---- rig synth ---- */
+
+static int cmd_synth(int argc, char **argv)
+{
+        struct synth_options o = { .seed = 1, .is_progress = isatty(STDERR_FILENO) };
+        const char *shape = NULL, *type = NULL;
+        static const struct option opts[] = {
+                { "shape", required_argument, NULL, 's' }, { "type", required_argument, NULL, 't' },
+                { "tokenizer", required_argument, NULL, 'k' }, { "seed", required_argument, NULL, 'S' },
+                { "out", required_argument, NULL, 'o' }, { 0 },
+        };
+        for (int c; (c = getopt_long(argc, argv, "o:", opts, NULL)) != -1; ) {
+                switch (c) {
+                case 's': shape = optarg; break;
+                case 't': type = optarg; break;
+                case 'k': o.tokenizer_json = optarg; break;
+                case 'S': o.seed = strtoull(optarg, NULL, 10); break;
+                case 'o': o.out_path = optarg; break;
+                default: return 2;
+                }
+        }
+        o.shape = shape ? synth_find_shape(shape) : NULL;
+        o.type = type ? synth_find_type(type) : NULL;
+        if (!o.shape || !o.type || !o.out_path) {
+                fprintf(stderr, "usage: rig synth --shape NAME --type F32|F16|BF16|Q8_0|Q4_0|Q4_K|Q5_K|Q6_K|Q4_K_M|Q4_K_S\n"
+                                "                 [--tokenizer tokenizer.json] [--seed S] -o FILE\nshapes:");
+                for (const char *const *n = synth_shape_names(); *n; n++)
+                        fprintf(stderr, " %s", *n);
+                fputc('\n', stderr);
+                return 2;
+        }
+        char err[ERR_LEN] = "";
+        int r = synth_write(&o, err, sizeof(err));
+        if (r < 0) {
+                fprintf(stderr, "rig synth: %s\n", err[0] ? err : strerror(-r));
+                return 1;
+        }
+        return 0;
+}
+
+static void usage(FILE *f)
+{
+        fprintf(f, "Usage: rig COMMAND ...\n\n"
+                   "  run       generate text from a prompt\n"
+                   "  logits    write the logits of a token sequence (float32, n_tokens x n_vocab)\n"
+                   "  tokenize  show how a model's tokenizer splits text\n"
+                   "  synth     write a GGUF model of a real shape with random weights\n");
+}
+
+int main(int argc, char **argv)
+{
+        if (argc < 2) {
+                usage(stderr);
+                return 2;
+        }
+        static const struct { const char *name; int (*run)(int, char **); } commands[] = {
+                { "run", cmd_run }, { "logits", cmd_logits }, { "tokenize", cmd_tokenize }, { "synth", cmd_synth },
+        };
+        if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+                usage(stdout);
+                return 0;
+        }
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+                if (strcmp(argv[1], commands[i].name) == 0)
+                        return commands[i].run(argc - 1, argv + 1);
+        fprintf(stderr, "rig: unknown command '%s'\n\n", argv[1]);
+        usage(stderr);
+        return 2;
+}
