@@ -1,0 +1,147 @@
+/* The sampling chain: greedy, the cut-offs, the repetition penalty, and seeds. */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sampler.h"
+
+enum { N_VOCAB = 8 };
+
+static struct sampler_params params(float temp, int top_k, float top_p, float min_p, uint64_t seed)
+{
+        struct sampler_params p;
+        sampler_defaults(&p);
+        p.temperature = temp;
+        p.top_k = top_k;
+        p.top_p = top_p;
+        p.min_p = min_p;
+        p.seed = seed;
+        return p;
+}
+
+/* Draws n tokens from fixed logits; counts how often each id comes. */
+static void histogram(const struct sampler_params *p, const float *logits, int n, int *counts)
+{
+        struct sampler s;
+        assert_int_equal(sampler_init(&s, p, N_VOCAB), 0);
+        memset(counts, 0, N_VOCAB * sizeof(*counts));
+        for (int i = 0; i < n; i++) {
+                float l[N_VOCAB];
+                memcpy(l, logits, sizeof(l));
+                int32_t id = sampler_sample(&s, l);
+                assert_true(id >= 0 && id < N_VOCAB);
+                counts[id]++;
+        }
+        sampler_free(&s);
+}
+
+static const float logits[N_VOCAB] = { 1.0f, 3.0f, 2.5f, 0.5f, -1.0f, 2.9f, 0.0f, -2.0f };
+
+static void test_temperature_zero_is_argmax(void **state)
+{
+        struct sampler_params p = params(0.0f, 0, 1.0f, 0.0f, 1);
+        int counts[N_VOCAB];
+        histogram(&p, logits, 50, counts);
+        assert_int_equal(counts[1], 50);
+}
+
+static void test_top_k_keeps_only_the_k_best(void **state)
+{
+        struct sampler_params p = params(1.0f, 2, 1.0f, 0.0f, 7);
+        int counts[N_VOCAB];
+        histogram(&p, logits, 2000, counts);
+        assert_int_equal(counts[1] + counts[5], 2000);          /* 3.0 and 2.9 */
+        assert_true(counts[1] > 800 && counts[5] > 800);        /* nearly even: e^0.1 apart */
+}
+
+static void test_top_p_cuts_the_tail(void **state)
+{
+        /* probabilities at T=1: id1 .33, id5 .30, id2 .20, ...: top-p 0.5 keeps ids 1 and 5 */
+        struct sampler_params p = params(1.0f, 0, 0.5f, 0.0f, 3);
+        int counts[N_VOCAB];
+        histogram(&p, logits, 2000, counts);
+        assert_int_equal(counts[1] + counts[5], 2000);
+}
+
+static void test_min_p_drops_tokens_far_below_the_best(void **state)
+{
+        /* min-p 0.5: keep p >= 0.5 * p(id1): ids 1 (3.0), 5 (2.9), 2 (2.5: e^-0.5 = 0.61) */
+        struct sampler_params p = params(1.0f, 0, 1.0f, 0.5f, 3);
+        int counts[N_VOCAB];
+        histogram(&p, logits, 3000, counts);
+        assert_int_equal(counts[1] + counts[5] + counts[2], 3000);
+        assert_true(counts[2] > 300);
+}
+
+static void test_draws_follow_the_softmax(void **state)
+{
+        /* two tokens, logits 0 and ln 3: expect 1:3 */
+        float two[N_VOCAB] = { 0.0f, logf(3.0f), -1e9f, -1e9f, -1e9f, -1e9f, -1e9f, -1e9f };
+        struct sampler_params p = params(1.0f, 0, 1.0f, 0.0f, 11);
+        int counts[N_VOCAB];
+        histogram(&p, two, 8000, counts);
+        double ratio = (double)counts[1] / counts[0];
+        assert_true(ratio > 2.7 && ratio < 3.3);
+}
+
+static void test_same_seed_same_draws(void **state)
+{
+        struct sampler_params p = params(1.0f, 0, 1.0f, 0.0f, 42);
+        struct sampler a, b, c;
+        assert_int_equal(sampler_init(&a, &p, N_VOCAB), 0);
+        assert_int_equal(sampler_init(&b, &p, N_VOCAB), 0);
+        p.seed = 43;
+        assert_int_equal(sampler_init(&c, &p, N_VOCAB), 0);
+        int differs = 0;
+        for (int i = 0; i < 64; i++) {
+                float la[N_VOCAB], lb[N_VOCAB], lc[N_VOCAB];
+                memcpy(la, logits, sizeof(la));
+                memcpy(lb, logits, sizeof(lb));
+                memcpy(lc, logits, sizeof(lc));
+                int32_t x = sampler_sample(&a, la), y = sampler_sample(&b, lb), z = sampler_sample(&c, lc);
+                assert_int_equal(x, y);
+                differs += x != z;
+        }
+        assert_true(differs > 0);
+        sampler_free(&a);
+        sampler_free(&b);
+        sampler_free(&c);
+}
+
+static void test_repetition_penalty_divides_positive_and_multiplies_negative(void **state)
+{
+        struct sampler_params p = params(0.0f, 0, 1.0f, 0.0f, 1);
+        p.repeat_penalty = 2.0f;
+        p.repeat_last_n = 4;
+        struct sampler s;
+        assert_int_equal(sampler_init(&s, &p, N_VOCAB), 0);
+        sampler_accept(&s, 1);
+        sampler_accept(&s, 1);          /* twice in the window: penalised once */
+        sampler_accept(&s, 4);
+        float l[N_VOCAB];
+        memcpy(l, logits, sizeof(l));
+        int32_t id = sampler_sample(&s, l);
+        assert_float_equal(l[1], 1.5f, 1e-6);
+        assert_float_equal(l[4], -2.0f, 1e-6);
+        assert_int_equal(id, 5);        /* 2.9 now beats the penalised 1.5 */
+        sampler_free(&s);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_temperature_zero_is_argmax),
+                cmocka_unit_test(test_top_k_keeps_only_the_k_best),
+                cmocka_unit_test(test_top_p_cuts_the_tail),
+                cmocka_unit_test(test_min_p_drops_tokens_far_below_the_best),
+                cmocka_unit_test(test_draws_follow_the_softmax),
+                cmocka_unit_test(test_same_seed_same_draws),
+                cmocka_unit_test(test_repetition_penalty_divides_positive_and_multiplies_negative),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
