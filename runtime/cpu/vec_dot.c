@@ -104,34 +104,30 @@ static void k4_unpack(const uint8_t *q, uint8_t out[16])
         }
 }
 
-/* Sum over sub-blocks of min * (sum of x in it): bsums come in groups of 16, sub-blocks are 32. */
-static int k4_min_dot(const uint8_t *mins, const int16_t *bsums)
-{
-        int s = 0;
-        for (int j = 0; j < QK_K / 32; j++)
-                s += mins[j] * (bsums[2 * j] + bsums[2 * j + 1]);
-        return s;
-}
-
-/* w = d*sc*q - dmin*m:  dot = d*xd * sum_j sc_j * (q·x)_j  -  dmin*xd * sum_j m_j * sum(x_j). */
+/* Q8_K carries a scale xd_j per 32-element sub-block j, the size of the K types' own
+ * sub-blocks, so every sub-block's integer dot is scaled on its own:
+ *   w = d*sc_j*q - dmin*m_j:  dot = d * sum_j xd_j * sc_j * (q·x)_j  -  dmin * sum_j xd_j * m_j * sum(x_j)
+ * The integer products of one sub-block stay below 2^24 (63 * 32 * 31 * 127), exact in float. */
 static float dot_q4_K_q8_K(const struct block_q4_K *w, const struct block_q8_K *x, size_t nb)
 {
         float s = 0;
         for (size_t i = 0; i < nb; i++) {
                 uint8_t sm[16];
+                const float *xd = x[i].d;
                 k4_unpack(w[i].scales, sm);
-                int sumi = 0;
+                float sumf = 0, summ = 0;
                 for (int k = 0; k < QK_K / 64; k++) {
                         int lo = 0, hi = 0;
                         for (int l = 0; l < 32; l++) {
                                 lo += (w[i].qs[32 * k + l] & 0xf) * x[i].qs[64 * k + l];
                                 hi += (w[i].qs[32 * k + l] >> 4) * x[i].qs[64 * k + 32 + l];
                         }
-                        sumi += sm[2 * k] * lo + sm[2 * k + 1] * hi;
+                        sumf += xd[2 * k] * (float)(sm[2 * k] * lo);
+                        sumf += xd[2 * k + 1] * (float)(sm[2 * k + 1] * hi);
                 }
-                float d = rig_half_to_float(w[i].d) * x[i].d;
-                float dmin = rig_half_to_float(w[i].dmin) * x[i].d;
-                s += d * (float)sumi - dmin * (float)k4_min_dot(sm + 8, x[i].bsums);
+                for (int j = 0; j < QK_K / 32; j++)
+                        summ += xd[j] * (float)(sm[8 + j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]));
+                s += rig_half_to_float(w[i].d) * sumf - rig_half_to_float(w[i].dmin) * summ;
         }
         return s;
 }
@@ -141,8 +137,9 @@ static float dot_q5_K_q8_K(const struct block_q5_K *w, const struct block_q8_K *
         float s = 0;
         for (size_t i = 0; i < nb; i++) {
                 uint8_t sm[16];
+                const float *xd = x[i].d;
                 k4_unpack(w[i].scales, sm);
-                int sumi = 0;
+                float sumf = 0, summ = 0;
                 for (int k = 0; k < QK_K / 64; k++) {
                         int lo = 0, hi = 0;
                         for (int l = 0; l < 32; l++) {
@@ -152,24 +149,28 @@ static float dot_q5_K_q8_K(const struct block_q5_K *w, const struct block_q8_K *
                                 lo += q_lo * x[i].qs[64 * k + l];
                                 hi += q_hi * x[i].qs[64 * k + 32 + l];
                         }
-                        sumi += sm[2 * k] * lo + sm[2 * k + 1] * hi;
+                        sumf += xd[2 * k] * (float)(sm[2 * k] * lo);
+                        sumf += xd[2 * k + 1] * (float)(sm[2 * k + 1] * hi);
                 }
-                float d = rig_half_to_float(w[i].d) * x[i].d;
-                float dmin = rig_half_to_float(w[i].dmin) * x[i].d;
-                s += d * (float)sumi - dmin * (float)k4_min_dot(sm + 8, x[i].bsums);
+                for (int j = 0; j < QK_K / 32; j++)
+                        summ += xd[j] * (float)(sm[8 + j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]));
+                s += rig_half_to_float(w[i].d) * sumf - rig_half_to_float(w[i].dmin) * summ;
         }
         return s;
 }
 
-/* w = d*sc_g*(q - 32) per group g of 16: the -32 is folded in with the bsums. */
+/* w = d*sc_g*(q - 32) per group g of 16; sub-block j of 32 (x scale xd_j) holds groups 2j and
+ * 2j+1, and the -32 is folded in with their bsums: sum sc*(q-32)*x = sum sc*q*x - 32*sum sc*bsum. */
 static float dot_q6_K_q8_K(const struct block_q6_K *w, const struct block_q8_K *x, size_t nb)
 {
         float s = 0;
         for (size_t i = 0; i < nb; i++) {
-                int sumi = 0;
+                const float *xd = x[i].d;
+                float sumf = 0;
                 for (int n = 0; n < QK_K / 128; n++) {
                         const uint8_t *ql = w[i].ql + 64 * n, *qh = w[i].qh + 32 * n;
                         const int8_t *sc = w[i].scales + 8 * n, *q8 = x[i].qs + 128 * n;
+                        const int16_t *bs = x[i].bsums + 8 * n;
                         for (int g = 0; g < 4; g++) {
                                 int part[2] = { 0, 0 };
                                 for (int l = 0; l < 32; l++) {
@@ -177,13 +178,12 @@ static float dot_q6_K_q8_K(const struct block_q6_K *w, const struct block_q8_K *
                                         int q = low | (((qh[l] >> (2 * g)) & 3) << 4);
                                         part[l / 16] += q * q8[32 * g + l];
                                 }
-                                sumi += sc[2 * g] * part[0] + sc[2 * g + 1] * part[1];
+                                int sumi = sc[2 * g] * (part[0] - 32 * bs[2 * g]) +
+                                           sc[2 * g + 1] * (part[1] - 32 * bs[2 * g + 1]);
+                                sumf += xd[4 * n + g] * (float)sumi;
                         }
                 }
-                int corr = 0;
-                for (int g = 0; g < QK_K / 16; g++)
-                        corr += w[i].scales[g] * x[i].bsums[g];
-                s += rig_half_to_float(w[i].d) * x[i].d * (float)(sumi - 32 * corr);
+                s += rig_half_to_float(w[i].d) * sumf;
         }
         return s;
 }
@@ -339,13 +339,6 @@ AVX2 static float dot_q4_0_q8_0_avx2(const struct block_q4_0 *w, const struct bl
         return hsum_ps(_mm256_add_ps(acc0, acc1));
 }
 
-AVX2 static float hsum_ps128(__m128 s)
-{
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        return _mm_cvtss_f32(s);
-}
-
 /* The 12 scale bytes as 16 int16: scales 0-7 then mins 0-7. Works on the three 32-bit words
  * (w0 = bytes 0-3, w1 = 4-7, w2 = 8-11): scales 0-3 = w0 & 63, mins 0-3 = w1 & 63 per byte;
  * scales 4-7 = low nibbles of w2 | (top 2 bits of w0 bytes) << 4; mins 4-7 likewise from the
@@ -362,48 +355,54 @@ AVX2 static __m256i k4_scales_mins16(const uint8_t *q)
         return _mm256_cvtepu8_epi16(_mm_set_epi32((int)m47, (int)m03, (int)s47, (int)s03));
 }
 
-/* pshufb masks that broadcast int16 element j of a 128-bit lane to the whole lane. */
-AVX2 static __m256i broadcast16_mask(int j)
+/* The mins against Q8_K's sums, per block: lane j = m_j * (bsum[2j] + bsum[2j+1]) as one madd of
+ * the mins, each repeated twice, with the 16 bsums; times scale_j (dmin * xd_j), into acc. */
+AVX2 static __m256 k4_mins_acc(__m128i mins, const struct block_q8_K *x, __m256 scale, __m256 acc)
 {
-        return _mm256_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8)));
+        __m256i m2 = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
+        __m256i pm = _mm256_madd_epi16(m2, _mm256_loadu_si256((const __m256i *)x->bsums));
+        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), scale, acc);
 }
 
-/* Per 64 elements: 32 bytes of nibbles against 2 x 32 int8; the int16 products of each
- * sub-block are weighted by its 6-bit scale with madd (scale*(2 products) fits int32). The
- * mins meet the bsums once per block: dmin * sum_j m_j * (bsum[2j] + bsum[2j+1]). */
+/* Q4_K/Q5_K per block: the float scale of each sub-block, d * sc_j * xd_j, goes to sc[8] (to be
+ * broadcast from memory, which costs no ALU slot); the mins part goes into *acc_m. */
+AVX2 static void k4_block_scales(rig_half d, rig_half dmin, const uint8_t *packed, const struct block_q8_K *x,
+                                 float sc[8], __m256 *acc_m)
+{
+        __m256i sm = k4_scales_mins16(packed);
+        __m256 xd = _mm256_loadu_ps(x->d);
+        *acc_m = k4_mins_acc(_mm256_extracti128_si256(sm, 1), x, _mm256_mul_ps(_mm256_set1_ps(half_f32(dmin)), xd),
+                             *acc_m);
+        __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sm)));
+        _mm256_storeu_ps(sc, _mm256_mul_ps(scf, _mm256_mul_ps(_mm256_set1_ps(half_f32(d)), xd)));
+}
+
+/* Per 64 elements: 32 bytes of nibbles against 2 x 32 int8 (maddubs), widened to int32 (madd
+ * with ones), then to float and weighted by the sub-block's d * sc_j * xd_j (an FMA per 32
+ * elements, into two accumulators). The mins meet the bsums once per block. */
 AVX2 static float dot_q4_K_q8_K_avx2(const struct block_q4_K *w, const struct block_q8_K *x, size_t nb)
 {
         const __m256i m4 = _mm256_set1_epi8(0x0f);
-        __m256 acc = _mm256_setzero_ps();
-        __m128 acc_m = _mm_setzero_ps();
+        const __m256i ones = _mm256_set1_epi16(1);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
+        float sc[8];
         for (size_t i = 0; i < nb; i++) {
-                float d = half_f32(w[i].d) * x[i].d;
-                float dmin = half_f32(w[i].dmin) * x[i].d;
-                __m256i sm = k4_scales_mins16(w[i].scales);
-                __m128i mins = _mm256_extracti128_si256(sm, 1);
-                __m128i b0 = _mm_loadu_si128((const __m128i *)x[i].bsums);
-                __m128i b1 = _mm_loadu_si128((const __m128i *)(x[i].bsums + 8));
-                __m128i pm = _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
-                acc_m = _mm_fmadd_ps(_mm_set1_ps(-dmin), _mm_cvtepi32_ps(pm), acc_m);
-                __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+                k4_block_scales(w[i].d, w[i].dmin, w[i].scales, &x[i], sc, &acc_m);
                 const uint8_t *q4 = w[i].qs;
                 const int8_t *q8 = x[i].qs;
-                __m256i sumi = _mm256_setzero_si256();
                 for (int k = 0; k < QK_K / 64; k++, q4 += 32, q8 += 64) {
-                        __m256i sc_lo = _mm256_shuffle_epi8(scales, broadcast16_mask(2 * k));
-                        __m256i sc_hi = _mm256_shuffle_epi8(scales, broadcast16_mask(2 * k + 1));
                         __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
                         __m256i lo = _mm256_and_si256(bits, m4);
                         __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
                         __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
                         __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-                        plo = _mm256_madd_epi16(sc_lo, plo);
-                        phi = _mm256_madd_epi16(sc_hi, phi);
-                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+                        plo = _mm256_madd_epi16(ones, plo);
+                        phi = _mm256_madd_epi16(ones, phi);
+                        acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k]), _mm256_cvtepi32_ps(plo), acc0);
+                        acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k + 1]), _mm256_cvtepi32_ps(phi), acc1);
                 }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
-        return hsum_ps(acc) + hsum_ps128(acc_m);
+        return hsum_ps(_mm256_add_ps(acc0, acc1)) - hsum_ps(acc_m);
 }
 
 /* As Q4_K; the 5th bits of 64-chunk k are bits 2k (low half) and 2k+1 (high half) of qh[32]. */
@@ -411,22 +410,14 @@ AVX2 static float dot_q5_K_q8_K_avx2(const struct block_q5_K *w, const struct bl
 {
         const __m256i m4 = _mm256_set1_epi8(0x0f);
         const __m256i b16 = _mm256_set1_epi8(16);
-        __m256 acc = _mm256_setzero_ps();
-        __m128 acc_m = _mm_setzero_ps();
+        const __m256i ones = _mm256_set1_epi16(1);
+        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
+        float sc[8];
         for (size_t i = 0; i < nb; i++) {
-                float d = half_f32(w[i].d) * x[i].d;
-                float dmin = half_f32(w[i].dmin) * x[i].d;
-                __m256i sm = k4_scales_mins16(w[i].scales);
-                __m128i mins = _mm256_extracti128_si256(sm, 1);
-                __m128i b0 = _mm_loadu_si128((const __m128i *)x[i].bsums);
-                __m128i b1 = _mm_loadu_si128((const __m128i *)(x[i].bsums + 8));
-                __m128i pm = _mm_madd_epi16(mins, _mm_hadd_epi16(b0, b1));
-                acc_m = _mm_fmadd_ps(_mm_set1_ps(-dmin), _mm_cvtepi32_ps(pm), acc_m);
-                __m256i scales = _mm256_broadcastsi128_si256(_mm256_castsi256_si128(sm));
+                k4_block_scales(w[i].d, w[i].dmin, w[i].scales, &x[i], sc, &acc_m);
                 const uint8_t *q5 = w[i].qs;
                 const int8_t *q8 = x[i].qs;
                 __m256i hbits = _mm256_loadu_si256((const __m256i *)w[i].qh);
-                __m256i sumi = _mm256_setzero_si256();
                 for (int k = 0; k < QK_K / 64; k++, q5 += 32, q8 += 64) {
                         __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
                         /* Move bit 2k to bit 4 (low half) and bit 2k+1 to bit 4 (high half). */
@@ -436,13 +427,13 @@ AVX2 static float dot_q5_K_q8_K_avx2(const struct block_q5_K *w, const struct bl
                         __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hhi);
                         __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
                         __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-                        plo = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, broadcast16_mask(2 * k)), plo);
-                        phi = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, broadcast16_mask(2 * k + 1)), phi);
-                        sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
+                        plo = _mm256_madd_epi16(ones, plo);
+                        phi = _mm256_madd_epi16(ones, phi);
+                        acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k]), _mm256_cvtepi32_ps(plo), acc0);
+                        acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k + 1]), _mm256_cvtepi32_ps(phi), acc1);
                 }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
         }
-        return hsum_ps(acc) + hsum_ps128(acc_m);
+        return hsum_ps(_mm256_add_ps(acc0, acc1)) - hsum_ps(acc_m);
 }
 
 /* pshufb mask: int16 element j to the whole low 128-bit lane, element j+1 to the high lane
@@ -453,18 +444,22 @@ AVX2 static __m256i scale_pair_mask(int j)
                                 _mm_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8))));
 }
 
-/* Per 128 elements: 6-bit q (0..63, unsigned for maddubs) against int8; the -32 offset is
- * taken out once per block with the bsums: sum sc*(q-32)*x = sum sc*q*x - 32*sum sc*bsum. */
+/* Per 128 elements: 6-bit q (0..63, unsigned for maddubs) against int8, each 32-element
+ * sub-block j weighted by its activation scale xd_j. The -32 offset is taken out once per block
+ * with the bsums: sum sc*(q-32)*x = sum sc*q*x - 32*sum sc*bsum, whose madd leaves sub-block
+ * j's part in lane j, so it meets xd as a vector. */
 AVX2 static float dot_q6_K_q8_K_avx2(const struct block_q6_K *w, const struct block_q8_K *x, size_t nb)
 {
         const __m256i m4 = _mm256_set1_epi8(0x0f);
         const __m256i m30 = _mm256_set1_epi8(0x30);
         __m256 acc = _mm256_setzero_ps();
         for (size_t i = 0; i < nb; i++) {
-                float d = half_f32(w[i].d) * x[i].d;
                 __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
                 __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[i].bsums));
-                __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(corr, 5));
+                __m256 xd = _mm256_loadu_ps(x[i].d);
+                __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_slli_epi32(corr, 5)),
+                                          _mm256_sub_ps(_mm256_setzero_ps(), xd));
+                __m256 s1 = _mm256_setzero_ps();
                 const uint8_t *ql = w[i].ql, *qh = w[i].qh;
                 const int8_t *q8 = x[i].qs;
                 for (int n = 0; n < QK_K / 128; n++, ql += 64, qh += 32, q8 += 128) {
@@ -483,10 +478,14 @@ AVX2 static float dot_q6_K_q8_K_avx2(const struct block_q6_K *w, const struct bl
                         for (int g = 0; g < 4; g++) {
                                 __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(q8 + 32 * g)));
                                 p = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_pair_mask(2 * g)), p);
-                                sumi = _mm256_add_epi32(sumi, p);
+                                __m256 f = _mm256_cvtepi32_ps(p), xj = _mm256_broadcast_ss(&x[i].d[4 * n + g]);
+                                if (g & 1)
+                                        s1 = _mm256_fmadd_ps(xj, f, s1);
+                                else
+                                        s0 = _mm256_fmadd_ps(xj, f, s0);
                         }
                 }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(half_f32(w[i].d)), _mm256_add_ps(s0, s1), acc);
         }
         return hsum_ps(acc);
 }

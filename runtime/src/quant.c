@@ -216,7 +216,7 @@ static void dequantize_q8_K(const struct block_q8_K *x, float *y, size_t nb)
 {
         for (size_t i = 0; i < nb; i++, y += QK_K)
                 for (int j = 0; j < QK_K; j++)
-                        y[j] = x[i].d * (float)x[i].qs[j];
+                        y[j] = x[i].d[j / 32] * (float)x[i].qs[j];
 }
 
 void rig_dequantize_row(enum rig_type type, const void *src, float *dst, size_t n)
@@ -306,37 +306,68 @@ static void quantize_q4_0(const float *x, struct block_q4_0 *y, size_t nb)
         }
 }
 
-static void quantize_q8_0(const float *x, struct block_q8_0 *y, size_t nb)
+/* v rounded to the nearest integer, ties to even, for |v| <= 2^22: adding 1.5 * 2^23 leaves
+ * the integer in the low mantissa bits (exact in float; vectorizes, unlike lrintf). */
+static int round_small(float v)
 {
-        for (size_t i = 0; i < nb; i++, x += QK8_0) {
-                float amax = fabsf(signed_absmax(x, QK8_0));
-                float d = amax / 127.0f;
-                float id = d != 0 ? 1.0f / d : 0.0f;
-                y[i].d = rig_float_to_half(d);
-                for (int j = 0; j < QK8_0; j++)
-                        y[i].qs[j] = (int8_t)clamp_int((int)roundf(x[j] * id), -127, 127);
+        int32_t i;
+        float t = v + 12582912.0f;
+        memcpy(&i, &t, sizeof(i));
+        return (i & 0x007fffff) - 0x00400000;
+}
+
+/* The 8-bit activation quantizers' levels: q[l] = the level in -127..127 nearest to x[l] with
+ * the scale d as it is stored (so q * d is the closest value the block can hold). The quotient
+ * is a single correctly rounded division, clamped before rounding (the clamp matters only when
+ * storing rounded d down, or made it subnormal, and left amax / d a little over 127). */
+static void round_to_levels(const float *x, float d, int8_t *q, int n)
+{
+        if (d == 0) {                   /* all zero, or amax so small that amax / 127 underflows */
+                memset(q, 0, (size_t)n);
+                return;
+        }
+        for (int l = 0; l < n; l++) {
+                float v = x[l] / d;
+                v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+                q[l] = (int8_t)round_small(v);
         }
 }
 
-/* Symmetric 8-bit with a float scale; q in -127..127 so |q| fits the unsigned operand of
- * maddubs. bsums[g] = sum of the 16 q of group g, for the mins of the K types. */
+static float absmax(const float *x, int n)
+{
+        float amax = 0;
+        for (int i = 0; i < n; i++) {
+                float a = fabsf(x[i]);
+                amax = a > amax ? a : amax;
+        }
+        return amax;
+}
+
+/* d = amax / 127 rounded to f16; the levels are taken against that f16 value. */
+static void quantize_q8_0(const float *x, struct block_q8_0 *y, size_t nb)
+{
+        for (size_t i = 0; i < nb; i++, x += QK8_0) {
+                y[i].d = rig_float_to_half(absmax(x, QK8_0) / 127.0f);
+                round_to_levels(x, rig_half_to_float(y[i].d), y[i].qs, QK8_0);
+        }
+}
+
+/* Symmetric 8-bit, a float scale d = amax / 127 per 32 elements; q in -127..127 so |q| fits the
+ * unsigned operand of maddubs. bsums[g] = sum of the 16 q of group g, for the mins of the K
+ * types (and Q6_K's -32 offset). */
 static void quantize_q8_K(const float *x, struct block_q8_K *y, size_t nb)
 {
         for (size_t i = 0; i < nb; i++, x += QK_K) {
-                float amax = fabsf(signed_absmax(x, QK_K));
-                memset(&y[i], 0, sizeof(y[i]));
-                if (amax == 0)
-                        continue;
-                float iscale = 127.0f / amax;
-                for (int j = 0; j < QK_K; j++)
-                        y[i].qs[j] = (int8_t)clamp_int(nearest_int(iscale * x[j]), -127, 127);
+                for (int j = 0; j < QK_K / 32; j++) {
+                        y[i].d[j] = absmax(x + 32 * j, 32) / 127.0f;
+                        round_to_levels(x + 32 * j, y[i].d[j], y[i].qs + 32 * j, 32);
+                }
                 for (int g = 0; g < QK_K / 16; g++) {
                         int s = 0;
                         for (int l = 0; l < 16; l++)
                                 s += y[i].qs[16 * g + l];
                         y[i].bsums[g] = (int16_t)s;
                 }
-                y[i].d = 1.0f / iscale;
         }
 }
 

@@ -3,7 +3,9 @@
  * step does). Prints the median of N runs in ns and the weight bytes streamed per second;
  * 1 thread and T threads (rows split in contiguous halves, persistent pthreads).
  *
- *   bench_matvec [runs] [threads]        defaults: 21 runs, 2 threads
+ *   bench_matvec [runs] [threads] [TYPES]   defaults: 21 runs, 2 threads, every type
+ *
+ * TYPES is a comma-separated list of names (Q4_K,Q6_K) to run only those.
  *
  * Shapes: 14336 × 4096 (an FFN up/gate projection of an 8B model) and 4096 × 14336 (its down
  * projection; ggml's m=4096, n=1, k=14336). Never asserts on time. */
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "quant.h"
@@ -146,13 +149,31 @@ static const char *type_name(enum rig_type t)
         return "?";
 }
 
+/* Whether `name` is in the comma-separated list (NULL: every type). */
+static int type_selected(const char *list, const char *name)
+{
+        if (!list)
+                return 1;
+        size_t len = strlen(name);
+        for (const char *p = list; *p;) {
+                const char *end = strchr(p, ',');
+                size_t n = end ? (size_t)(end - p) : strlen(p);
+                if (n == len && strncasecmp(p, name, n) == 0)
+                        return 1;
+                p += n + (end != NULL);
+        }
+        return 0;
+}
+
 static void bench_shape(enum rig_type t, size_t rows, size_t cols, int runs, int threads)
 {
         struct matvec mv = { .type = t, .rows = rows, .cols = cols };
         mv.row_bytes = rig_row_bytes(t, cols);
         mv.w = make_weights(t, rows, cols, mv.row_bytes);
         float *x = malloc(cols * sizeof(float));
-        mv.xq = malloc(cols * sizeof(float));
+        /* 64-byte aligned, as the weights: Q8_K's 320-byte blocks then never split a 32-byte load
+         * across cache lines. */
+        mv.xq = aligned_alloc(64, (cols * sizeof(float) + 63) / 64 * 64);
         mv.y = malloc(rows * sizeof(float));
         if (!x || !mv.xq || !mv.y) {
                 fprintf(stderr, "out of memory\n");
@@ -177,14 +198,17 @@ int main(int argc, char **argv)
 {
         int runs = argc > 1 ? atoi(argv[1]) : 21;
         int threads = argc > 2 ? atoi(argv[2]) : 2;
-        if (runs < 1 || threads < 1 || threads > 64) {
-                fprintf(stderr, "usage: %s [runs >= 1] [threads 1..64]\n", argv[0]);
+        const char *only = argc > 3 ? argv[3] : NULL;
+        if (runs < 1 || threads < 1 || threads > 64 || argc > 4) {
+                fprintf(stderr, "usage: %s [runs >= 1] [threads 1..64] [TYPE,TYPE...]\n", argv[0]);
                 return 2;
         }
         const enum rig_type types[] = { RIG_TYPE_F32, RIG_TYPE_F16, RIG_TYPE_BF16, RIG_TYPE_Q4_0,
                                         RIG_TYPE_Q8_0, RIG_TYPE_Q4_K, RIG_TYPE_Q5_K, RIG_TYPE_Q6_K };
         printf("y = W x, median of %d runs; GB/s = weight bytes / time (x quantized inside the timing)\n", runs);
         for (size_t k = 0; k < sizeof(types) / sizeof(types[0]); k++) {
+                if (!type_selected(only, type_name(types[k])))
+                        continue;
                 bench_shape(types[k], 14336, 4096, runs, threads);
                 bench_shape(types[k], 4096, 14336, runs, threads);
         }

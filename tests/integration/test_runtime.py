@@ -20,7 +20,7 @@ TOKENS = "1,72,101,108,259,111,33,10"      # BOS, bytes, the "▁" token: 8 posi
 # separates rig from float64 (< 1e-4); quantized weights are dequantized exactly by both, but
 # rig quantizes activations to 8 bits for the integer dot products (< 1e-2).
 EXACT = ["F32", "F16", "BF16"]
-QUANTIZED = ["Q8_0", "Q4_0", "Q4_K", "Q6_K"]   # Q5_K and Q4_K_M join when K-type activations get finer scales
+QUANTIZED = ["Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M"]
 
 
 def rig(*args, check=True):

@@ -11,7 +11,7 @@ order of ggml's reference dequantizers, so rounding is the same:
   q4_0/q8_0: q * d
   q4_K/q5_K: (d * sc) * q - (dmin * m)
   q6_K:      (d * sc) * (q - 32)
-  q8_K:      d * q
+  q8_K:      d_j * q (rig's own layout: a float scale per 32 elements)
 """
 import os
 import subprocess
@@ -130,11 +130,12 @@ def deq_q6_K(raw):
 
 
 def deq_q8_K(raw):
-    # d f32 | qs int8 256 | bsums int16 16
-    b = blocks(raw, 292)
-    d = np.ascontiguousarray(b[:, 0:4]).view("<f4")[:, 0].astype(F32)
-    q = b[:, 4:260].view(np.int8).astype(F32)
-    return (d[:, None] * q).reshape(-1)
+    # rig's own activation block (not ggml's): d f32[8] (one per 32 elements) | qs int8 256 |
+    # bsums int16 16
+    b = blocks(raw, 320)
+    d = np.ascontiguousarray(b[:, 0:32]).view("<f4").astype(F32)     # [nb, 8]
+    q = b[:, 32:288].view(np.int8).astype(F32)
+    return (np.repeat(d, 32, axis=1) * q).reshape(-1)
 
 
 DEQUANT = {
@@ -143,13 +144,19 @@ DEQUANT = {
 }
 
 
-def check_q8_K_bsums(raw):
-    b = blocks(raw, 292)
-    q = b[:, 4:260].view(np.int8).astype(np.int32).reshape(-1, 16, 16).sum(axis=2)
-    bs = np.ascontiguousarray(b[:, 260:292]).view("<i2").astype(np.int32)
-    # Only the quantized half of the dump has meaningful bsums; the random half is raw bits.
-    half = b.shape[0] // 2
-    return np.array_equal(q[half:], bs[half:])
+def check_q8_K(raw):
+    """The quantized half of the q8_K dump (the random half is raw bits): bsums are the sums of
+    groups of 16, and each 32-element sub-block has its own scale, d_j = amax_j / 127, so its
+    largest |q| is 127 (no data sub-block is all zero). Returns the failures, as text."""
+    b = blocks(raw, 320)[raw.size // 320 // 2:]
+    q = b[:, 32:288].view(np.int8).astype(np.int32)
+    bs = np.ascontiguousarray(b[:, 288:320]).view("<i2").astype(np.int32)
+    failures = []
+    if not np.array_equal(q.reshape(-1, 16, 16).sum(axis=2), bs):
+        failures.append("bsums are not the sums of groups of 16")
+    if not (np.abs(q).reshape(-1, 8, 32).max(axis=2) == 127).all():
+        failures.append("a 32-element sub-block does not reach |q| = 127 (not scaled per 32)")
+    return failures
 
 
 def check_dir(d):
@@ -171,8 +178,8 @@ def check_dir(d):
             failed += 1
         else:
             print(f"ok   {name}: {got.size} values bit-exact")
-    if not check_q8_K_bsums(np.fromfile(os.path.join(d, "q8_K.bin"), np.uint8)):
-        print("FAIL q8_K: bsums are not the sums of groups of 16")
+    for failure in check_q8_K(np.fromfile(os.path.join(d, "q8_K.bin"), np.uint8)):
+        print(f"FAIL q8_K: {failure}")
         failed += 1
     return failed
 
