@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "gguf.h"
+#include "errmsg.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "gguf.c reads little-endian files by copying bytes: it needs a little-endian host"
@@ -1180,19 +1181,6 @@ static int write_zeros(FILE *out, size_t n)
         return 0;
 }
 
-static int werr(char *err, size_t err_size, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int werr(char *err, size_t err_size, int r, const char *fmt, ...)
-{
-        if (err && err_size) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(err, err_size, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
 /* Writes the data of every tensor, each one padded to the alignment. Tensors with a fill
  * callback go through one buffer sized for the largest of them. */
 static int write_tensors(const struct gguf_writer *w, FILE *out, const char *path, char *err, size_t err_size)
@@ -1205,7 +1193,7 @@ static int write_tensors(const struct gguf_writer *w, FILE *out, const char *pat
         if (max) {
                 scratch = malloc(max);
                 if (!scratch)
-                        return werr(err, err_size, -ENOMEM, "writing %s: out of memory for a %zu-byte tensor", path, max);
+                        return errmsg(err, err_size, -ENOMEM, "writing %s: out of memory for a %zu-byte tensor", path, max);
         }
         int r = 0;
         for (size_t i = 0; r >= 0 && i < w->n_tensors; i++) {
@@ -1214,7 +1202,7 @@ static int write_tensors(const struct gguf_writer *w, FILE *out, const char *pat
                 if (t->fill) {
                         r = t->fill(t->ctx, scratch, t->size_bytes);
                         if (r < 0) {
-                                werr(err, err_size, r, "writing %s: filling tensor '%s': %s", path, t->name, strerror(-r));
+                                errmsg(err, err_size, r, "writing %s: filling tensor '%s': %s", path, t->name, strerror(-r));
                                 break;
                         }
                         src = scratch;
@@ -1222,7 +1210,7 @@ static int write_tensors(const struct gguf_writer *w, FILE *out, const char *pat
                 errno = 0;
                 if (fwrite(src, 1, t->size_bytes, out) != t->size_bytes || write_zeros(out, pad_to(t->size_bytes, w->alignment)) < 0) {
                         r = errno ? -errno : -EIO;
-                        werr(err, err_size, r, "writing %s: tensor '%s': %s", path, t->name, strerror(-r));
+                        errmsg(err, err_size, r, "writing %s: tensor '%s': %s", path, t->name, strerror(-r));
                 }
         }
         free(scratch);
@@ -1232,12 +1220,12 @@ static int write_tensors(const struct gguf_writer *w, FILE *out, const char *pat
 int gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t err_size)
 {
         if (!w || !path)
-                return werr(err, err_size, -EINVAL, "gguf_writer_write: no writer or path");
+                return errmsg(err, err_size, -EINVAL, "gguf_writer_write: no writer or path");
         struct buf meta = { 0 };
         int r = build_meta(w, &meta);
         if (r < 0) {
                 free(meta.p);
-                return werr(err, err_size, r, "writing %s: %s", path, strerror(-r));
+                return errmsg(err, err_size, r, "writing %s: %s", path, strerror(-r));
         }
 
         /* A temporary file beside the target, renamed over it at the end: readers never see a
@@ -1245,12 +1233,12 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t
         char *tmp = NULL;
         if (asprintf(&tmp, "%s.tmp-XXXXXX", path) < 0) {
                 free(meta.p);
-                return werr(err, err_size, -ENOMEM, "writing %s: out of memory", path);
+                return errmsg(err, err_size, -ENOMEM, "writing %s: out of memory", path);
         }
         int fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
-                werr(err, err_size, r, "writing %s: creating %s: %s", path, tmp, strerror(-r));
+                errmsg(err, err_size, r, "writing %s: creating %s: %s", path, tmp, strerror(-r));
                 free(tmp);
                 free(meta.p);
                 return r;
@@ -1260,13 +1248,13 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t
         if (!out) {
                 r = -errno;
                 close(fd);
-                werr(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
+                errmsg(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
                 goto fail;
         }
         errno = 0;
         if (fwrite(meta.p, 1, meta.len, out) != meta.len) {
                 r = errno ? -errno : -EIO;
-                werr(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
+                errmsg(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
                 fclose(out);
                 goto fail;
         }
@@ -1278,18 +1266,18 @@ int gguf_writer_write(struct gguf_writer *w, const char *path, char *err, size_t
         errno = 0;
         if (fflush(out) != 0 || fsync(fileno(out)) < 0) {
                 r = errno ? -errno : -EIO;
-                werr(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
+                errmsg(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
                 fclose(out);
                 goto fail;
         }
         if (fclose(out) != 0) {
                 r = errno ? -errno : -EIO;
-                werr(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
+                errmsg(err, err_size, r, "writing %s: %s", tmp, strerror(-r));
                 goto fail;
         }
         if (rename(tmp, path) < 0) {
                 r = -errno;
-                werr(err, err_size, r, "renaming %s to %s: %s", tmp, path, strerror(-r));
+                errmsg(err, err_size, r, "renaming %s to %s: %s", tmp, path, strerror(-r));
                 goto fail;
         }
         free(tmp);

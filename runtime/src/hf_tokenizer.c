@@ -14,6 +14,7 @@
 
 #include "gguf.h"
 #include "util.h"
+#include "errmsg.h"
 
 /* The Split regexes of the families we know, exactly as tokenizer.json spells them. */
 static const char RE_LLAMA3_JSON[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
@@ -65,18 +66,6 @@ static void hf_vocab_done(struct hf_vocab *v)
         free(v->score);
 }
 
-static int errf(char *err, size_t err_size, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t err_size, int r, const char *fmt, ...)
-{
-        va_list ap;
-        if (err && err_size) {
-                va_start(ap, fmt);
-                vsnprintf(err, err_size, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
-
 static struct json_object *get(struct json_object *o, const char *key)
 {
         struct json_object *v = NULL;
@@ -125,11 +114,11 @@ static int detect_family(struct json_object *root, struct hf_vocab *v, const cha
         const char *re;
 
         if (!type || !streq(type, "BPE"))
-                return errf(err, err_size, -EOPNOTSUPP, "%s: model.type is %s, only BPE is supported", path,
+                return errmsg(err, err_size, -EOPNOTSUPP, "%s: model.type is %s, only BPE is supported", path,
                             type ? type : "missing");
         if (bf && json_object_get_boolean(bf)) {
                 if (!mentions_metaspace(root))
-                        return errf(err, err_size, -EOPNOTSUPP, "%s: byte_fallback BPE without \"▁\" spaces "
+                        return errmsg(err, err_size, -EOPNOTSUPP, "%s: byte_fallback BPE without \"▁\" spaces "
                                     "is not a Llama 2 style tokenizer", path);
                 v->is_spm = true;
                 return 0;
@@ -140,7 +129,7 @@ static int detect_family(struct json_object *root, struct hf_vocab *v, const cha
         else if (re && streq(re, RE_QWEN2_JSON))
                 v->pre = "qwen2";
         else
-                return errf(err, err_size, -EOPNOTSUPP, "%s: pre-tokenizer regex %s is not one we know "
+                return errmsg(err, err_size, -EOPNOTSUPP, "%s: pre-tokenizer regex %s is not one we know "
                             "(Llama 3, Qwen 2)", path, re ? re : "(none)");
         return 0;
 }
@@ -149,7 +138,7 @@ static int set_token(struct hf_vocab *v, int64_t id, const char *s, size_t len, 
                      size_t err_size)
 {
         if (id < 0 || (uint64_t)id >= v->n)
-                return errf(err, err_size, -EINVAL, "%s: token id %lld out of range", path, (long long)id);
+                return errmsg(err, err_size, -EINVAL, "%s: token id %lld out of range", path, (long long)id);
         v->text[id] = s;
         v->len[id] = len;
         return 0;
@@ -198,12 +187,12 @@ static int read_vocab(struct json_object *root, struct hf_vocab *v, const char *
         int r;
 
         if (!vocab || !json_object_is_type(vocab, json_type_object))
-                return errf(err, err_size, -EINVAL, "%s: model.vocab missing", path);
+                return errmsg(err, err_size, -EINVAL, "%s: model.vocab missing", path);
         if (added && !json_object_is_type(added, json_type_array))
                 added = NULL;
         m = max_id(vocab, added);
         if (m < 0 || m >= INT32_MAX)
-                return errf(err, err_size, -EINVAL, "%s: empty or oversized vocabulary", path);
+                return errmsg(err, err_size, -EINVAL, "%s: empty or oversized vocabulary", path);
         v->n = (size_t)m + 1;
         v->text = calloc(v->n, sizeof(*v->text));
         v->len = calloc(v->n, sizeof(*v->len));
@@ -224,7 +213,7 @@ static int read_vocab(struct json_object *root, struct hf_vocab *v, const char *
                 const char *content = get_str(a, "content");
                 int64_t id = json_object_get_int64(get(a, "id"));
                 if (!content)
-                        return errf(err, err_size, -EINVAL, "%s: added_tokens[%zu] has no content", path, i);
+                        return errmsg(err, err_size, -EINVAL, "%s: added_tokens[%zu] has no content", path, i);
                 r = set_token(v, id, content, strlen(content), path, err, err_size);
                 if (r < 0)
                         return r;
@@ -253,7 +242,7 @@ static int read_merges(struct json_object *root, struct hf_vocab *v, const char 
         size_t n;
 
         if (!merges || !json_object_is_type(merges, json_type_array))
-                return errf(err, err_size, -EINVAL, "%s: model.merges missing", path);
+                return errmsg(err, err_size, -EINVAL, "%s: model.merges missing", path);
         n = json_object_array_length(merges);
         v->merges = calloc(n + 1, sizeof(*v->merges));
         v->merge_owned = calloc(n + 1, sizeof(*v->merge_owned));
@@ -271,7 +260,7 @@ static int read_merges(struct json_object *root, struct hf_vocab *v, const char 
                                 return -ENOMEM;
                         v->merges[i] = v->merge_owned[i];
                 } else {
-                        return errf(err, err_size, -EINVAL, "%s: model.merges[%zu] is neither \"a b\" nor [a, b]",
+                        return errmsg(err, err_size, -EINVAL, "%s: model.merges[%zu] is neither \"a b\" nor [a, b]",
                                     path, i);
                 }
         }
@@ -401,7 +390,7 @@ int hf_tokenizer_to_gguf(const char *tokenizer_json_path, struct gguf_writer *w,
         if (err && err_size)
                 err[0] = '\0';
         if (!root)
-                return errf(err, err_size, -EINVAL, "reading %s: %s", tokenizer_json_path, json_util_get_last_err());
+                return errmsg(err, err_size, -EINVAL, "reading %s: %s", tokenizer_json_path, json_util_get_last_err());
         cfg = load_config_beside(tokenizer_json_path);
         r = detect_family(root, &v, tokenizer_json_path, err, err_size);
         if (r >= 0)
@@ -415,9 +404,9 @@ int hf_tokenizer_to_gguf(const char *tokenizer_json_path, struct gguf_writer *w,
         if (r >= 0)
                 r = add_specials(w, &v, root, cfg);
         if (r == -ENOMEM)
-                errf(err, err_size, r, "converting %s: out of memory", tokenizer_json_path);
+                errmsg(err, err_size, r, "converting %s: out of memory", tokenizer_json_path);
         else if (r < 0 && err && !err[0])
-                errf(err, err_size, r, "converting %s: %s", tokenizer_json_path, strerror(-r));
+                errmsg(err, err_size, r, "converting %s: %s", tokenizer_json_path, strerror(-r));
         if (r >= 0 && n_vocab)
                 *n_vocab = v.n;
         hf_vocab_done(&v);

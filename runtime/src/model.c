@@ -6,20 +6,11 @@
 #include <string.h>
 
 #include "model.h"
+#include "errmsg.h"
 
 const char *rig_arch_name(enum rig_arch a)
 {
         return a == RIG_ARCH_QWEN2 ? "qwen2" : "llama";
-}
-
-static int fail(char *err, size_t size, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t size, int code, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, size, fmt, ap);
-        va_end(ap);
-        return code;
 }
 
 /* "<arch>.<suffix>" */
@@ -32,7 +23,7 @@ static int arch_u32(const struct gguf_file *f, const char *arch, const char *suf
         if (r == -ENOENT && !is_required)
                 return 0;
         if (r < 0)
-                return fail(err, size, -EINVAL, "metadata %s is %s", key, r == -ENOENT ? "missing" : "not an unsigned integer");
+                return errmsg(err, size, -EINVAL, "metadata %s is %s", key, r == -ENOENT ? "missing" : "not an unsigned integer");
         return 0;
 }
 
@@ -45,7 +36,7 @@ static int arch_f32(const struct gguf_file *f, const char *arch, const char *suf
         if (r == -ENOENT && !is_required)
                 return 0;
         if (r < 0)
-                return fail(err, size, -EINVAL, "metadata %s is %s", key, r == -ENOENT ? "missing" : "not a number");
+                return errmsg(err, size, -EINVAL, "metadata %s is %s", key, r == -ENOENT ? "missing" : "not a number");
         return 0;
 }
 
@@ -53,7 +44,7 @@ static int read_config(const struct gguf_file *f, struct rig_config *c, char *er
 {
         struct gguf_str arch;
         if (gguf_get_str(f, "general.architecture", &arch) < 0)
-                return fail(err, size, -EINVAL, "metadata general.architecture is missing");
+                return errmsg(err, size, -EINVAL, "metadata general.architecture is missing");
         char name[32];
         snprintf(name, sizeof(name), "%.*s", (int)(arch.len < 31 ? arch.len : 31), arch.ptr);
         if (strcmp(name, "llama") == 0) {
@@ -63,7 +54,7 @@ static int read_config(const struct gguf_file *f, struct rig_config *c, char *er
                 c->arch = RIG_ARCH_QWEN2;
                 c->rope_type = RIG_ROPE_NEOX;
         } else {
-                return fail(err, size, -ENOTSUP, "architecture '%s' is not supported (llama and qwen2 are)", name);
+                return errmsg(err, size, -ENOTSUP, "architecture '%s' is not supported (llama and qwen2 are)", name);
         }
 
         c->rms_eps = 1e-5f;
@@ -82,14 +73,14 @@ static int read_config(const struct gguf_file *f, struct rig_config *c, char *er
         if ((r = arch_u32(f, name, "attention.head_count_kv", &c->n_head_kv, false, err, size)) < 0)
                 return r;
         if (c->n_head == 0 || c->n_head_kv == 0 || c->n_head % c->n_head_kv != 0)
-                return fail(err, size, -EINVAL, "%u attention heads cannot share %u KV heads", c->n_head, c->n_head_kv);
+                return errmsg(err, size, -EINVAL, "%u attention heads cannot share %u KV heads", c->n_head, c->n_head_kv);
         c->head_dim = c->n_embd / c->n_head;
         if ((r = arch_u32(f, name, "attention.key_length", &c->head_dim, false, err, size)) < 0)
                 return r;
         if (c->head_dim == 0 || c->head_dim % 2 != 0 || c->head_dim > 1024)
-                return fail(err, size, -EINVAL, "head dimension %u is not usable (even, 2..1024)", c->head_dim);
+                return errmsg(err, size, -EINVAL, "head dimension %u is not usable (even, 2..1024)", c->head_dim);
         if (c->n_layer == 0 || c->n_layer > 1024 || c->n_embd == 0 || c->n_ff == 0)
-                return fail(err, size, -EINVAL, "absurd shape: %u layers, n_embd %u, n_ff %u", c->n_layer, c->n_embd, c->n_ff);
+                return errmsg(err, size, -EINVAL, "absurd shape: %u layers, n_embd %u, n_ff %u", c->n_layer, c->n_embd, c->n_ff);
         return 0;
 }
 
@@ -100,11 +91,11 @@ static const struct gguf_tensor *find_shaped(const struct gguf_file *f, const ch
         const struct gguf_tensor *t = gguf_find_tensor(f, name);
         if (!t) {
                 if (is_required)
-                        *r = fail(err, size, -EINVAL, "tensor %s is missing", name);
+                        *r = errmsg(err, size, -EINVAL, "tensor %s is missing", name);
                 return NULL;
         }
         if (t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != 1 || t->ne[3] != 1) {
-                *r = fail(err, size, -EINVAL, "tensor %s has shape [%llu, %llu], expected [%llu, %llu]", name,
+                *r = errmsg(err, size, -EINVAL, "tensor %s has shape [%llu, %llu], expected [%llu, %llu]", name,
                           (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)ne0,
                           (unsigned long long)ne1);
                 return NULL;
@@ -120,7 +111,7 @@ static int get_vector(const struct gguf_file *f, const char *name, uint64_t n, b
         if (!t)
                 return r;
         if (t->type != RIG_TYPE_F32)
-                return fail(err, size, -EINVAL, "tensor %s must be F32 (norms and biases are), it is %s", name,
+                return errmsg(err, size, -EINVAL, "tensor %s must be F32 (norms and biases are), it is %s", name,
                             rig_type_get(t->type) ? rig_type_get(t->type)->name : "?");
         *out = t->data;
         return 0;
@@ -135,7 +126,7 @@ static int get_matrix(const struct gguf_file *f, const char *name, uint64_t n_in
                 return r;
         const struct rig_type_info *ti = rig_type_get(t->type);
         if (!ti || !ti->is_weight)
-                return fail(err, size, -ENOTSUP, "tensor %s has type %s, which rig cannot compute with", name,
+                return errmsg(err, size, -ENOTSUP, "tensor %s has type %s, which rig cannot compute with", name,
                             ti ? ti->name : "unknown");
         w->data = t->data;
         w->type = t->type;
@@ -183,7 +174,7 @@ int model_load(struct gguf_file *f, struct rig_model **out, char *err, size_t si
 
         const struct gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
         if (!emb) {
-                r = fail(err, size, -EINVAL, "tensor token_embd.weight is missing");
+                r = errmsg(err, size, -EINVAL, "tensor token_embd.weight is missing");
                 goto fail;
         }
         c->n_vocab = (uint32_t)emb->ne[1];

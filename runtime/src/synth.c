@@ -14,6 +14,7 @@
 #include "hf_tokenizer.h"
 #include "quant.h"
 #include "synth.h"
+#include "errmsg.h"
 
 static const struct synth_shape shapes[] = {
         /* name               arch     n_embd  n_ff  layers heads kv  hd   vocab   ctx      rope_base  eps   freqs tied */
@@ -289,16 +290,6 @@ static int add_layer(struct gguf_writer *w, struct synth_state *st, uint32_t i)
         return 0;
 }
 
-static int fail(char *err, size_t size, int code, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t size, int code, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, size, fmt, ap);
-        va_end(ap);
-        return code;
-}
-
 int synth_write(const struct synth_options *o, char *err, size_t err_size)
 {
         const struct synth_shape *s = o->shape;
@@ -352,7 +343,7 @@ int synth_write(const struct synth_options *o, char *err, size_t err_size)
         r = gguf_writer_write(w, o->out_path, err, err_size);
 out:
         if (r < 0 && !err[0])
-                fail(err, err_size, r, "writing %s: %s", o->out_path, strerror(-r));
+                errmsg(err, err_size, r, "writing %s: %s", o->out_path, strerror(-r));
         gguf_writer_free(w);
         free(st.fills);
         free(st.rope_freqs);

@@ -15,6 +15,7 @@
 
 #include "gguf.h"
 #include "util.h"
+#include "errmsg.h"
 
 enum tok_kind { TOK_SPM, TOK_BPE };
 
@@ -71,18 +72,6 @@ struct rig_tokenizer {
         bool add_bos, add_eos, add_space_prefix, ignore_merges, nfc;
         pcre2_code *re;
 };
-
-static int errf(char *err, size_t err_size, int r, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static int errf(char *err, size_t err_size, int r, const char *fmt, ...)
-{
-        va_list ap;
-        if (err && err_size) {
-                va_start(ap, fmt);
-                vsnprintf(err, err_size, fmt, ap);
-                va_end(ap);
-        }
-        return r;
-}
 
 /* ---- UTF-8 and the GPT-2 byte table ---- */
 
@@ -264,7 +253,7 @@ static int load_merges(struct rig_tokenizer *t, const struct gguf_file *f, char 
         size_t cap;
 
         if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->v.arr.type != GGUF_TYPE_STRING)
-                return errf(err, err_size, -EINVAL, "tokenizer.ggml.merges: missing or not an array of strings");
+                return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.merges: missing or not an array of strings");
         cap = pow2_at_least(kv->v.arr.n * 2);
         t->merge_key = malloc(cap * sizeof(*t->merge_key));
         t->merge_rank = malloc(cap * sizeof(*t->merge_rank));
@@ -278,7 +267,7 @@ static int load_merges(struct rig_tokenizer *t, const struct gguf_file *f, char 
                  * so the first space separates the two halves */
                 const char *sp = memchr(s.ptr + (s.len > 0), ' ', s.len > 0 ? s.len - 1 : 0);
                 if (!sp)
-                        return errf(err, err_size, -EINVAL, "tokenizer.ggml.merges[%zu]: no space in \"%.*s\"",
+                        return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.merges[%zu]: no space in \"%.*s\"",
                                     r, (int)s.len, s.ptr);
                 int32_t a = vocab_find(t, s.ptr, (size_t)(sp - s.ptr));
                 int32_t b = vocab_find(t, sp + 1, s.len - (size_t)(sp - s.ptr) - 1);
@@ -305,17 +294,17 @@ static int load_tokens(struct rig_tokenizer *t, const struct gguf_file *f, char 
         size_t n;
 
         if (!tok || tok->type != GGUF_TYPE_ARRAY || tok->v.arr.type != GGUF_TYPE_STRING || tok->v.arr.n == 0)
-                return errf(err, err_size, -EINVAL, "tokenizer.ggml.tokens: missing or not an array of strings");
+                return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.tokens: missing or not an array of strings");
         n = tok->v.arr.n;
         if (n > INT32_MAX)
-                return errf(err, err_size, -EINVAL, "tokenizer.ggml.tokens: %zu tokens is too many", n);
+                return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.tokens: %zu tokens is too many", n);
         if (typ && (typ->type != GGUF_TYPE_ARRAY || typ->v.arr.n != n ||
                     (typ->v.arr.type != GGUF_TYPE_INT32 && typ->v.arr.type != GGUF_TYPE_UINT32)))
-                return errf(err, err_size, -EINVAL, "tokenizer.ggml.token_type: not %zu 32-bit integers", n);
+                return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.token_type: not %zu 32-bit integers", n);
         if (sc && (sc->type != GGUF_TYPE_ARRAY || sc->v.arr.n != n || sc->v.arr.type != GGUF_TYPE_FLOAT32))
-                return errf(err, err_size, -EINVAL, "tokenizer.ggml.scores: not %zu float32 values", n);
+                return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.scores: not %zu float32 values", n);
         if (t->kind == TOK_SPM && !sc)
-                return errf(err, err_size, -EINVAL, "tokenizer.ggml.scores: missing (needed by model \"llama\")");
+                return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.scores: missing (needed by model \"llama\")");
 
         t->n_vocab = n;
         t->text = calloc(n, sizeof(*t->text));
@@ -499,12 +488,12 @@ static int load_pre(struct rig_tokenizer *t, const struct gguf_file *f, char *er
                 pattern = RE_QWEN2;
                 t->nfc = true;                  /* Qwen's tokenizer.json normalizer is NFC */
         } else if (!gguf_str_eq(pre, "default") && !gguf_str_eq(pre, "gpt-2") && !gguf_str_eq(pre, "gpt2")) {
-                return errf(err, err_size, -EOPNOTSUPP, "tokenizer.ggml.pre: \"%.*s\" is not supported "
+                return errmsg(err, err_size, -EOPNOTSUPP, "tokenizer.ggml.pre: \"%.*s\" is not supported "
                             "(llama-bpe, qwen2, default)", (int)pre.len, pre.ptr);
         }
         t->re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
         if (!t->re)
-                return errf(err, err_size, -EINVAL, "compiling the pre-tokenizer pattern: error %d at %zu", code,
+                return errmsg(err, err_size, -EINVAL, "compiling the pre-tokenizer pattern: error %d at %zu", code,
                             (size_t)off);
         (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE);     /* the interpreter is the fallback */
         return 0;
@@ -517,7 +506,7 @@ int tokenizer_load(const struct gguf_file *f, struct rig_tokenizer **out, char *
         int r;
 
         if (gguf_get_str(f, "tokenizer.ggml.model", &model) < 0)
-                return errf(err, err_size, -EINVAL, "tokenizer.ggml.model: missing");
+                return errmsg(err, err_size, -EINVAL, "tokenizer.ggml.model: missing");
         t = calloc(1, sizeof(*t));
         if (!t)
                 return -ENOMEM;
@@ -527,7 +516,7 @@ int tokenizer_load(const struct gguf_file *f, struct rig_tokenizer **out, char *
                 t->kind = TOK_BPE;
         } else {
                 tokenizer_free(t);
-                return errf(err, err_size, -EOPNOTSUPP, "tokenizer.ggml.model: \"%.*s\" is not supported (llama, gpt2)",
+                return errmsg(err, err_size, -EOPNOTSUPP, "tokenizer.ggml.model: \"%.*s\" is not supported (llama, gpt2)",
                             (int)model.len, model.ptr);
         }
         r = load_tokens(t, f, err, err_size);
@@ -545,7 +534,7 @@ int tokenizer_load(const struct gguf_file *f, struct rig_tokenizer **out, char *
                 r = build_byte_tokens(t);
         if (r < 0) {
                 if (r == -ENOMEM)
-                        errf(err, err_size, r, "loading the tokenizer: out of memory");
+                        errmsg(err, err_size, r, "loading the tokenizer: out of memory");
                 tokenizer_free(t);
                 return r;
         }
