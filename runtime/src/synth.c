@@ -4,6 +4,8 @@
  * a 4.9 GB model never sits in memory. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,26 +135,69 @@ static void random_row(uint64_t *state, float *row, uint64_t n, float scale, flo
         }
 }
 
-static int fill_tensor(void *ctx, void *dst, size_t size)
+/* Rows are independent: row r starts the generator where row r-1 would have left it, so any
+ * thread can make any row and the file does not depend on the thread count. */
+struct fill_job {
+        const struct fill_ctx *f;
+        uint8_t *dst;
+        size_t row_bytes;
+        uint64_t row_begin, row_end;
+        int r;
+};
+
+static void *fill_rows(void *arg)
 {
-        const struct fill_ctx *f = ctx;
-        size_t row_bytes = f->type == RIG_TYPE_F32 ? f->n_in * sizeof(float) : rig_row_bytes(f->type, f->n_in);
-        if (row_bytes * f->n_rows != size)
-                return -EINVAL;
+        struct fill_job *j = arg;
+        const struct fill_ctx *f = j->f;
         float *row = malloc(f->n_in * sizeof(float));
-        if (!row)
-                return -ENOMEM;
-        uint64_t state = f->seed;
-        for (uint64_t r = 0; r < f->n_rows; r++) {
+        if (!row) {
+                j->r = -ENOMEM;
+                return NULL;
+        }
+        for (uint64_t r = j->row_begin; r < j->row_end; r++) {
+                uint64_t state = f->seed + r * f->n_in * 0x9e3779b97f4a7c15ull;
                 random_row(&state, row, f->n_in, f->scale, f->offset);
-                uint8_t *out = (uint8_t *)dst + r * row_bytes;
+                uint8_t *out = j->dst + r * j->row_bytes;
                 if (f->type == RIG_TYPE_F32)
-                        memcpy(out, row, row_bytes);
+                        memcpy(out, row, j->row_bytes);
                 else
                         rig_quantize_row(f->type, row, out, f->n_in);
         }
         free(row);
-        return 0;
+        j->r = 0;
+        return NULL;
+}
+
+static int fill_tensor(void *ctx, void *dst, size_t size)
+{
+        enum { MAX_THREADS = 64 };
+        const struct fill_ctx *f = ctx;
+        size_t row_bytes = f->type == RIG_TYPE_F32 ? f->n_in * sizeof(float) : rig_row_bytes(f->type, f->n_in);
+        if (row_bytes * f->n_rows != size)
+                return -EINVAL;
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        uint64_t n_threads = online < 1 ? 1 : online > MAX_THREADS ? MAX_THREADS : (uint64_t)online;
+        if (n_threads > f->n_rows)
+                n_threads = f->n_rows;
+        struct fill_job jobs[MAX_THREADS];
+        pthread_t threads[MAX_THREADS];
+        bool started[MAX_THREADS] = { false };
+        for (uint64_t t = 0; t < n_threads; t++) {
+                jobs[t] = (struct fill_job){ f, dst, row_bytes, f->n_rows * t / n_threads,
+                                             f->n_rows * (t + 1) / n_threads, 0 };
+                started[t] = t > 0 && pthread_create(&threads[t], NULL, fill_rows, &jobs[t]) == 0;
+                if (t > 0 && !started[t])
+                        fill_rows(&jobs[t]);    /* no thread: do it here */
+        }
+        fill_rows(&jobs[0]);
+        int r = 0;
+        for (uint64_t t = 0; t < n_threads; t++) {
+                if (started[t])
+                        pthread_join(threads[t], NULL);
+                if (jobs[t].r < 0)
+                        r = jobs[t].r;
+        }
+        return r;
 }
 
 /* ---- metadata ---- */

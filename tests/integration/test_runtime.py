@@ -92,6 +92,19 @@ class Cli(unittest.TestCase):
         self.assertEqual(a, b)
         self.assertNotEqual(a, c)
 
+    def test_synth_is_the_same_file_for_the_same_seed(self):
+        paths = [os.path.join(self.dir.name, f"s{i}.gguf") for i in range(3)]
+        for path, seed in zip(paths, ("4", "4", "5")):
+            rig("synth", "--shape", "tiny-qwen2", "--type", "Q4_K_M", "--seed", seed, "-o", path)
+        data = [open(p, "rb").read() for p in paths]
+        self.assertEqual(data[0], data[1])
+        self.assertNotEqual(data[0], data[2])
+
+    def test_unknown_shape_is_a_usage_error_listing_the_shapes(self):
+        r = rig("synth", "--shape", "gpt-5", "--type", "F16", "-o", os.path.join(self.dir.name, "x"), check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("llama3-8b", r.stderr)
+
     def test_run_reports_prompt_and_generation_speed(self):
         err = rig("run", "-m", self.model, "-p", "hi", "-n", "4", "--temp", "0").stderr
         self.assertRegex(err, r"prompt: \d+ tokens .* t/s\); generation: \d+ tokens .* t/s\)")
