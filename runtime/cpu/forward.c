@@ -12,6 +12,7 @@
 
 #include "forward.h"
 #include "pool.h"
+#include "vec_dot.h"
 
 static uint32_t q_dim(const struct rig_config *c) { return c->n_head * c->head_dim; }
 static uint32_t kv_dim(const struct rig_config *c) { return c->n_head_kv * c->head_dim; }
@@ -113,9 +114,10 @@ static void matvec_rows(void *ctx, int ith, int nth)
         const struct rig_weight *w = j->w;
         int begin, end;
         cpu_split((int)w->n_out, ith, nth, &begin, &end);
-        const uint8_t *row = (const uint8_t *)w->data + (size_t)begin * w->row_bytes;
-        for (int r = begin; r < end; r++, row += w->row_bytes)
-                j->y[r] = rig_vec_dot(w->type, row, j->xq, w->n_in) + (j->bias ? j->bias[r] : 0.0f);
+        rig_matvec_rows(w->type, w->data, w->row_bytes, begin, end, j->xq, w->n_in, j->y);
+        if (j->bias)
+                for (int r = begin; r < end; r++)
+                        j->y[r] += j->bias[r];
 }
 
 /* Converts x once to the weight's activation type (Q8_0, Q8_K or F32). */

@@ -1,7 +1,7 @@
 /* bench_matvec.c — y = W·x on the CPU for each weight type: W rows × cols in the type, x
  * [cols] float32 quantized to rig_vec_dot_type() inside the timed region (as a real decode
  * step does). Prints the median of N runs in ns and the weight bytes streamed per second;
- * 1 thread and T threads (rows split in contiguous halves, persistent pthreads).
+ * 1 thread and T threads (rows split in contiguous parts on the runtime's thread pool).
  *
  *   bench_matvec [runs] [threads] [TYPES]   defaults: 21 runs, 2 threads, every type
  *
@@ -9,7 +9,6 @@
  *
  * Shapes: 14336 × 4096 (an FFN up/gate projection of an 8B model) and 4096 × 14336 (its down
  * projection; ggml's m=4096, n=1, k=14336). Never asserts on time. */
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,7 +16,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include "pool.h"
 #include "quant.h"
+#include "vec_dot.h"
 
 struct matvec {
         enum rig_type type;
@@ -26,14 +27,6 @@ struct matvec {
         const float *x;                 /* [cols] */
         void *xq;                       /* x in rig_vec_dot_type(type) */
         float *y;                       /* [rows] */
-};
-
-struct worker {
-        pthread_t thread;
-        struct matvec *mv;
-        size_t row_begin, row_end;
-        pthread_barrier_t *start, *done;
-        volatile int *quit;
 };
 
 static double now_ns(void)
@@ -45,20 +38,16 @@ static double now_ns(void)
 
 static void rows_dot(struct matvec *mv, size_t begin, size_t end)
 {
-        for (size_t r = begin; r < end; r++)
-                mv->y[r] = rig_vec_dot(mv->type, mv->w + r * mv->row_bytes, mv->xq, mv->cols);
+        rig_matvec_rows(mv->type, mv->w, mv->row_bytes, (int)begin, (int)end, mv->xq, mv->cols, mv->y);
 }
 
-static void *worker_main(void *arg)
+/* The runtime's own split: rows in contiguous parts, one per pool thread. */
+static void rows_job(void *ctx, int ith, int nth)
 {
-        struct worker *wk = arg;
-        for (;;) {
-                pthread_barrier_wait(wk->start);
-                if (*wk->quit)
-                        return NULL;
-                rows_dot(wk->mv, wk->row_begin, wk->row_end);
-                pthread_barrier_wait(wk->done);
-        }
+        struct matvec *mv = ctx;
+        int begin, end;
+        cpu_split((int)mv->rows, ith, nth, &begin, &end);
+        rows_dot(mv, (size_t)begin, (size_t)end);
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -92,41 +81,24 @@ static uint8_t *make_weights(enum rig_type t, size_t rows, size_t cols, size_t r
         return w;
 }
 
-/* Median time of `runs` products with `threads` threads (the caller's thread does part 0). */
+/* Median time of `runs` products on the runtime's thread pool (the caller's thread works too). */
 static double time_matvec(struct matvec *mv, int threads, int runs)
 {
-        pthread_barrier_t start, done;
-        volatile int quit = 0;
-        struct worker wk[64];
+        struct cpu_pool *pool;
         double *t = malloc((size_t)runs * sizeof(double));
-        pthread_barrier_init(&start, NULL, (unsigned)threads);
-        pthread_barrier_init(&done, NULL, (unsigned)threads);
-        for (int k = 0; k < threads; k++) {
-                wk[k] = (struct worker){ .mv = mv, .start = &start, .done = &done, .quit = &quit,
-                                         .row_begin = mv->rows * (size_t)k / (size_t)threads,
-                                         .row_end = mv->rows * (size_t)(k + 1) / (size_t)threads };
-                if (k > 0)
-                        pthread_create(&wk[k].thread, NULL, worker_main, &wk[k]);
+        if (!t || cpu_pool_new(threads, &pool) < 0) {
+                fprintf(stderr, "cannot start %d threads\n", threads);
+                exit(1);
         }
         enum rig_type xt = rig_vec_dot_type(mv->type);
         for (int r = -2; r < runs; r++) {               /* two warm-up runs */
                 double t0 = now_ns();
                 rig_quantize_row(xt, mv->x, mv->xq, mv->cols);
-                if (threads > 1)
-                        pthread_barrier_wait(&start);
-                rows_dot(mv, wk[0].row_begin, wk[0].row_end);
-                if (threads > 1)
-                        pthread_barrier_wait(&done);
+                cpu_pool_run(pool, rows_job, mv);
                 if (r >= 0)
                         t[r] = now_ns() - t0;
         }
-        quit = 1;
-        if (threads > 1)
-                pthread_barrier_wait(&start);
-        for (int k = 1; k < threads; k++)
-                pthread_join(wk[k].thread, NULL);
-        pthread_barrier_destroy(&start);
-        pthread_barrier_destroy(&done);
+        cpu_pool_free(pool);
         qsort(t, (size_t)runs, sizeof(double), cmp_double);
         double median = t[runs / 2];
         free(t);
