@@ -15,6 +15,7 @@
 #include "gguf.h"
 #include "util.h"
 #include "errmsg.h"
+#include "tokenizer.h"
 
 /* The Split regexes of the families we know, exactly as tokenizer.json spells them. */
 static const char RE_LLAMA3_JSON[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}"
@@ -22,14 +23,6 @@ static const char RE_LLAMA3_JSON[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L
 static const char RE_QWEN2_JSON[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
                                     "| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
-enum {
-        TT_NORMAL = 1,
-        TT_UNKNOWN = 2,
-        TT_CONTROL = 3,
-        TT_USER_DEFINED = 4,
-        TT_UNUSED = 5,
-        TT_BYTE = 6,
-};
 
 struct hf_vocab {
         size_t n;

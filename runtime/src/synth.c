@@ -16,6 +16,7 @@
 #include "hf_tokenizer.h"
 #include "quant.h"
 #include "synth.h"
+#include "tokenizer.h"
 #include "errmsg.h"
 
 static const struct synth_shape shapes[] = {
@@ -222,7 +223,7 @@ static int add_byte_vocab(struct gguf_writer *w, uint32_t *n_vocab)
                 tokens[i] = texts[i];
                 lens[i] = strlen(texts[i]);
                 scores[i] = 0.0f;
-                kinds[i] = i == 0 ? 2 : i < 3 ? 3 : i < N - 1 ? 6 : 1;  /* unknown, control, byte, normal */
+                kinds[i] = i == 0 ? TT_UNKNOWN : i < 3 ? TT_CONTROL : i < N - 1 ? TT_BYTE : TT_NORMAL;
         }
         int r;
         if ((r = gguf_writer_add_str(w, "tokenizer.ggml.model", "llama")) < 0 ||

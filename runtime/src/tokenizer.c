@@ -19,15 +19,6 @@
 
 enum tok_kind { TOK_SPM, TOK_BPE };
 
-/* Token types as llama.cpp stores them in tokenizer.ggml.token_type. */
-enum tok_type {
-        TT_NORMAL = 1,
-        TT_UNKNOWN = 2,
-        TT_CONTROL = 3,
-        TT_USER_DEFINED = 4,
-        TT_UNUSED = 5,
-        TT_BYTE = 6,
-};
 
 /* Pre-tokenizer patterns. HF writes the contraction group as (?i:'s|...); the npm port (and
  * llama.cpp) match it ASCII-only, so we spell the cases out: "ſ" and "K" (Kelvin) must not fold. */

@@ -10,6 +10,16 @@
 struct gguf_file;
 struct rig_tokenizer;
 
+/* Token types as GGUF stores them in tokenizer.ggml.token_type. */
+enum tok_type {
+        TT_NORMAL = 1,
+        TT_UNKNOWN = 2,
+        TT_CONTROL = 3,
+        TT_USER_DEFINED = 4,
+        TT_UNUSED = 5,
+        TT_BYTE = 6,
+};
+
 /* Builds the tokenizer from the file's tokenizer.ggml.* keys. err names the key that is wrong. */
 int tokenizer_load(const struct gguf_file *f, struct rig_tokenizer **out, char *err, size_t err_size);
 void tokenizer_free(struct rig_tokenizer *t);
