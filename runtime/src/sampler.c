@@ -114,20 +114,62 @@ static int by_logit_desc(const void *a, const void *b)
         return ((const struct sampler_candidate *)a)->id - ((const struct sampler_candidate *)b)->id;
 }
 
+/* Lower logit first (the heap's root is the weakest of the kept top-k); ties by higher id. */
+static bool weaker(const struct sampler_candidate *a, const struct sampler_candidate *b)
+{
+        return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
+}
+
+static void sift_down(struct sampler_candidate *h, size_t n, size_t i)
+{
+        for (;;) {
+                size_t l = 2 * i + 1, r = l + 1, m = i;
+                if (l < n && weaker(&h[l], &h[m]))
+                        m = l;
+                if (r < n && weaker(&h[r], &h[m]))
+                        m = r;
+                if (m == i)
+                        return;
+                struct sampler_candidate t = h[i];
+                h[i] = h[m];
+                h[m] = t;
+                i = m;
+        }
+}
+
+/* The candidates in descending logit order: all of them, or with top-k only the k best, found
+ * with a k-element min-heap (a 128k vocabulary sorted per token would cost milliseconds). */
+static size_t collect_candidates(struct sampler *s, const float *logits)
+{
+        size_t n = s->n_vocab, k = s->p.top_k > 0 && (size_t)s->p.top_k < n ? (size_t)s->p.top_k : n;
+        if (k == n) {
+                for (size_t i = 0; i < n; i++)
+                        s->cand[i] = (struct sampler_candidate){ (int32_t)i, logits[i] };
+                qsort(s->cand, n, sizeof(*s->cand), by_logit_desc);
+                return n;
+        }
+        for (size_t i = 0; i < k; i++)
+                s->cand[i] = (struct sampler_candidate){ (int32_t)i, logits[i] };
+        for (size_t i = k / 2; i-- > 0; )
+                sift_down(s->cand, k, i);
+        for (size_t i = k; i < n; i++) {
+                struct sampler_candidate c = { (int32_t)i, logits[i] };
+                if (weaker(&s->cand[0], &c)) {
+                        s->cand[0] = c;
+                        sift_down(s->cand, k, 0);
+                }
+        }
+        qsort(s->cand, k, sizeof(*s->cand), by_logit_desc);
+        return k;
+}
+
 int32_t sampler_sample(struct sampler *s, float *logits)
 {
         apply_penalty(s, logits);
         if (s->p.temperature <= 0.0f)
                 return argmax(logits, s->n_vocab);
 
-        size_t n = s->n_vocab;
-        for (size_t i = 0; i < n; i++) {
-                s->cand[i].id = (int32_t)i;
-                s->cand[i].logit = logits[i];
-        }
-        qsort(s->cand, n, sizeof(*s->cand), by_logit_desc);
-        if (s->p.top_k > 0 && (size_t)s->p.top_k < n)
-                n = (size_t)s->p.top_k;
+        size_t n = collect_candidates(s, logits);
 
         /* probabilities at temperature 1 for the cut-offs, as the reference chain does */
         double mx = s->cand[0].logit, sum = 0.0;

@@ -1,5 +1,6 @@
 /* The sampling chain: greedy, the cut-offs, the repetition penalty, and seeds. */
 #include <math.h>
+#include <stdbool.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -132,6 +133,40 @@ static void test_repetition_penalty_divides_positive_and_multiplies_negative(voi
         sampler_free(&s);
 }
 
+static void test_top_k_over_a_large_vocabulary_draws_only_the_k_best(void **state)
+{
+        enum { V = 5000, K = 50 };
+        static float big[V], sorted[V];
+        uint32_t x = 99;
+        for (int i = 0; i < V; i++) {
+                x = x * 1664525u + 1013904223u;
+                big[i] = sorted[i] = (float)(x >> 8) / 65536.0f;
+        }
+        /* the K-th largest value, by selection on a copy */
+        for (int i = 0; i < K; i++)
+                for (int j = i + 1; j < V; j++)
+                        if (sorted[j] > sorted[i]) {
+                                float t = sorted[i];
+                                sorted[i] = sorted[j];
+                                sorted[j] = t;
+                        }
+        struct sampler_params p = params(50.0f, K, 1.0f, 0.0f, 5);     /* hot: spread over all K */
+        struct sampler s;
+        assert_int_equal(sampler_init(&s, &p, V), 0);
+        int distinct = 0;
+        static bool seen[V];
+        for (int n = 0; n < 2000; n++) {
+                static float l[V];
+                memcpy(l, big, sizeof(l));
+                int32_t id = sampler_sample(&s, l);
+                assert_true(big[id] >= sorted[K - 1]);
+                distinct += !seen[id];
+                seen[id] = true;
+        }
+        assert_true(distinct > K / 2);
+        sampler_free(&s);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -142,6 +177,7 @@ int main(void)
                 cmocka_unit_test(test_draws_follow_the_softmax),
                 cmocka_unit_test(test_same_seed_same_draws),
                 cmocka_unit_test(test_repetition_penalty_divides_positive_and_multiplies_negative),
+                cmocka_unit_test(test_top_k_over_a_large_vocabulary_draws_only_the_k_best),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
