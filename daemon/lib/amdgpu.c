@@ -184,7 +184,7 @@ static void read_name(const struct machine *m, struct gpu_info *g)
         snprintf(g->name, sizeof(g->name), "AMD GPU %04x:%04x", g->pci_vendor, g->pci_device);
 }
 
-/* Live only: libdrm's amdgpu query interface through the render node. Under umockdev or in a
+/* Live only: libdrm's amdgpu query interface through the render node (name, APU flag, heaps). Under umockdev or in a
  * container without the node this fails, and the sysfs answers stand. */
 static void query_libdrm(struct gpu_info *g)
 {
@@ -208,6 +208,21 @@ static void query_libdrm(struct gpu_info *g)
         struct amdgpu_gpu_info info;
         if (amdgpu_query_gpu_info(dev, &info) == 0 && (info.ids_flags & AMDGPU_IDS_FLAGS_FUSION))
                 g->is_apu = true;
+        /* The driver's heaps: sysfs totals stay the answer (both paths must agree); the heaps
+         * fill in what sysfs could not give. */
+        struct drm_amdgpu_memory_info mem;
+        if (amdgpu_query_info(dev, AMDGPU_INFO_MEMORY, sizeof(mem), &mem) == 0) {
+                if (!g->vram_total_bytes)
+                        g->vram_total_bytes = mem.vram.total_heap_size;
+                if (!g->vis_vram_total_bytes)
+                        g->vis_vram_total_bytes = mem.cpu_accessible_vram.total_heap_size;
+                if (!g->gtt_total_bytes)
+                        g->gtt_total_bytes = mem.gtt.total_heap_size;
+                log_debug("%s: libdrm heaps: VRAM %llu (usable %llu), visible %llu, GTT %llu bytes", g->pci,
+                          (unsigned long long)mem.vram.total_heap_size, (unsigned long long)mem.vram.usable_heap_size,
+                          (unsigned long long)mem.cpu_accessible_vram.total_heap_size,
+                          (unsigned long long)mem.gtt.total_heap_size);
+        }
         amdgpu_device_deinitialize(dev);
 }
 
