@@ -153,5 +153,22 @@ class Cli(unittest.TestCase):
         self.assertEqual(got, [int(x) for x in want.stdout.split()])
 
 
+class LoadProgress(unittest.TestCase):
+    """A large model shows a progress bar while it loads, on a terminal only."""
+
+    def test_progress_bar_on_a_terminal_and_not_in_a_pipe(self):
+        with tempfile.TemporaryDirectory() as d:
+            model = os.path.join(d, "big.gguf")       # ~1 GB: above the 256 MiB threshold
+            rig("synth", "--shape", "llama3.2-1b", "--type", "Q8_0", "-o", model)
+            cmd = f"{RIG} run -m {model} -p hi -n 1 --temp 0"
+            tty = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True,
+                                 timeout=600)
+            self.assertEqual(tty.returncode, 0, tty.stdout[-2000:])
+            self.assertIn("loading [", tty.stdout)
+            self.assertRegex(tty.stdout, r"100% of \d+\.\d GiB")
+            pipe = rig("run", "-m", model, "-p", "hi", "-n", "1", "--temp", "0")
+            self.assertNotIn("loading [", pipe.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()
