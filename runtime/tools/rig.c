@@ -80,6 +80,56 @@ static int open_tokenizer(const struct rig_model *m, const char *path, struct ri
         return r;
 }
 
+/* Numeric options: the whole argument must be a number in range, else a usage error that
+ * names the option ("--top-p takes a number from 0 to 1, not 'high'"). */
+static bool opt_long(const char *arg, const char *name, long min, long max, long *out)
+{
+        char *end;
+        errno = 0;
+        long v = strtol(arg, &end, 10);
+        if (errno || end == arg || *end || v < min || v > max) {
+                fprintf(stderr, "rig: %s takes a whole number from %ld to %ld, not '%s'\n", name, min, max, arg);
+                return false;
+        }
+        *out = v;
+        return true;
+}
+
+static bool opt_float(const char *arg, const char *name, float min, float max, float *out)
+{
+        char *end;
+        errno = 0;
+        float v = strtof(arg, &end);
+        if (errno || end == arg || *end || !(v >= min && v <= max)) {
+                fprintf(stderr, "rig: %s takes a number from %g to %g, not '%s'\n", name, min, max, arg);
+                return false;
+        }
+        *out = v;
+        return true;
+}
+
+static bool opt_int(const char *arg, const char *name, int min, int max, int *out)
+{
+        long v;
+        if (!opt_long(arg, name, min, max, &v))
+                return false;
+        *out = (int)v;
+        return true;
+}
+
+static bool opt_u64(const char *arg, const char *name, uint64_t *out)
+{
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(arg, &end, 10);
+        if (errno || end == arg || *end || arg[0] == '-') {
+                fprintf(stderr, "rig: %s takes a whole number, not '%s'\n", name, arg);
+                return false;
+        }
+        *out = v;
+        return true;
+}
+
 /* ---- rig tokenize ---- */
 
 static void print_json_string(const char *s, size_t len)
@@ -206,7 +256,7 @@ static int cmd_logits(int argc, char **argv)
                 case 't': tokens = optarg; break;
                 case 'o': out_path = optarg; break;
                 case 'k': kv_name = optarg; break;
-                case 'T': n_threads = atoi(optarg); break;
+                case 'T': if (!opt_int(optarg, "--threads", 1, 1024, &n_threads)) return 2; break;
                 default: return 2;
                 }
         }
@@ -335,6 +385,7 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
 static int cmd_run(int argc, char **argv)
 {
         struct run_options o = { .prompt = "", .n_predict = 128, .n_threads = default_threads(), .kv_type = RIG_TYPE_F16 };
+        long ctx;
         sampler_defaults(&o.sp);
         static const struct option opts[] = {
                 { "model", required_argument, NULL, 'm' }, { "prompt", required_argument, NULL, 'p' },
@@ -349,21 +400,21 @@ static int cmd_run(int argc, char **argv)
                 switch (c) {
                 case 'm': o.model_path = optarg; break;
                 case 'p': o.prompt = optarg; break;
-                case 'n': o.n_predict = atoi(optarg); break;
-                case 'c': o.n_ctx = (uint32_t)strtoul(optarg, NULL, 10); break;
-                case 'T': o.sp.temperature = strtof(optarg, NULL); break;
-                case 'K': o.sp.top_k = atoi(optarg); break;
-                case 'P': o.sp.top_p = strtof(optarg, NULL); break;
-                case 'M': o.sp.min_p = strtof(optarg, NULL); break;
-                case 'R': o.sp.repeat_penalty = strtof(optarg, NULL); break;
-                case 'S': o.sp.seed = strtoull(optarg, NULL, 10); break;
+                case 'n': if (!opt_int(optarg, "-n", 0, 1 << 24, &o.n_predict)) return 2; break;
+                case 'c': if (!opt_long(optarg, "-c", 1, 1 << 24, &ctx)) return 2; o.n_ctx = (uint32_t)ctx; break;
+                case 'T': if (!opt_float(optarg, "--temp", 0.0f, 100.0f, &o.sp.temperature)) return 2; break;
+                case 'K': if (!opt_int(optarg, "--top-k", 0, 1 << 24, &o.sp.top_k)) return 2; break;
+                case 'P': if (!opt_float(optarg, "--top-p", 0.0f, 1.0f, &o.sp.top_p)) return 2; break;
+                case 'M': if (!opt_float(optarg, "--min-p", 0.0f, 1.0f, &o.sp.min_p)) return 2; break;
+                case 'R': if (!opt_float(optarg, "--repeat-penalty", 0.01f, 100.0f, &o.sp.repeat_penalty)) return 2; break;
+                case 'S': if (!opt_u64(optarg, "--seed", &o.sp.seed)) return 2; break;
                 case 'k':
                         if (kv_type_from_name(optarg, &o.kv_type) < 0) {
                                 fprintf(stderr, "rig run: --kv takes f16, q8_0 or f32\n");
                                 return 2;
                         }
                         break;
-                case 't': o.n_threads = atoi(optarg); break;
+                case 't': if (!opt_int(optarg, "--threads", 1, 1024, &o.n_threads)) return 2; break;
                 case 'C': break;        /* the CPU is the only backend so far */
                 default: return 2;
                 }
@@ -403,7 +454,7 @@ static int cmd_synth(int argc, char **argv)
                 case 's': shape = optarg; break;
                 case 't': type = optarg; break;
                 case 'k': o.tokenizer_json = optarg; break;
-                case 'S': o.seed = strtoull(optarg, NULL, 10); break;
+                case 'S': if (!opt_u64(optarg, "--seed", &o.seed)) return 2; break;
                 case 'o': o.out_path = optarg; break;
                 default: return 2;
                 }

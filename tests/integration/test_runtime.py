@@ -114,6 +114,15 @@ class Cli(unittest.TestCase):
         self.assertEqual(len(j["ids"]), len(j["pieces"]))
         self.assertIn(259, j["ids"])            # the space became "▁"
 
+    def test_garbage_numbers_are_usage_errors_naming_the_option(self):
+        for opt, value in (("--top-p", "high"), ("--temp", "-1"), ("-n", "5x"), ("--threads", "0"),
+                           ("--seed", "-3"), ("-c", "0")):
+            with self.subTest(option=opt):
+                r = rig("run", "-m", self.model, opt, value, check=False)
+                self.assertEqual(r.returncode, 2)
+                self.assertIn(opt, r.stderr)
+                self.assertIn(value, r.stderr)
+
     def test_truncated_model_is_refused_naming_the_file(self):
         with open(self.model, "rb") as f:
             data = f.read()
