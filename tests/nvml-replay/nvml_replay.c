@@ -86,7 +86,7 @@ static nvmlReturn_t parse_return(json_object *v)
  * answer is {"error": ...}, else SUCCESS with *out set. */
 static nvmlReturn_t answer(json_object *obj, const char *key, json_object **out)
 {
-        json_object *v, *e;
+        json_object *v = NULL, *e = NULL;
         if (!obj || !json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
                 return NVML_ERROR_NOT_SUPPORTED;
         if (json_object_is_type(v, json_type_object) && json_object_object_get_ex(v, "error", &e))
@@ -98,7 +98,7 @@ static nvmlReturn_t answer(json_object *obj, const char *key, json_object **out)
 /* Element i of an array answer (NVLink per-link calls); an error object answers for all links. */
 static nvmlReturn_t answer_at(json_object *obj, const char *key, unsigned i, json_object **out)
 {
-        json_object *v, *e;
+        json_object *v = NULL, *e = NULL;
         nvmlReturn_t r = answer(obj, key, &v);
         if (r != NVML_SUCCESS)
                 return r;
@@ -134,7 +134,7 @@ static int get_u64(json_object *v, unsigned long long *out)
 
 static int get_field_u64(json_object *obj, const char *key, unsigned long long *out)
 {
-        json_object *v;
+        json_object *v = NULL;
         if (!json_object_object_get_ex(obj, key, &v))
                 return -ENOENT;
         return get_u64(v, out);
@@ -143,7 +143,7 @@ static int get_field_u64(json_object *obj, const char *key, unsigned long long *
 /* An unsigned int answer that is a bare number. A malformed file is the test's bug: UNKNOWN. */
 static nvmlReturn_t answer_uint(json_object *obj, const char *key, unsigned int *out)
 {
-        json_object *v;
+        json_object *v = NULL;
         unsigned long long x;
         if (!out)
                 return NVML_ERROR_INVALID_ARGUMENT;
@@ -161,7 +161,7 @@ static nvmlReturn_t answer_uint(json_object *obj, const char *key, unsigned int 
 /* A string answer copied into the caller's buffer, with NVML's size rule. */
 static nvmlReturn_t answer_string(json_object *obj, const char *key, char *buf, unsigned int length)
 {
-        json_object *v;
+        json_object *v = NULL;
         if (!buf)
                 return NVML_ERROR_INVALID_ARGUMENT;
         nvmlReturn_t r = answer(obj, key, &v);
@@ -240,7 +240,7 @@ static nvmlReturn_t replay_load(void)
                 return NVML_ERROR_UNKNOWN;
         }
 
-        json_object *v;
+        json_object *v = NULL;
         nvmlReturn_t r = answer(replay.root, "nvmlInit_v2", &v);
         if (r != NVML_SUCCESS && r != NVML_ERROR_NOT_SUPPORTED) {
                 replay_free();
@@ -303,7 +303,7 @@ nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count)
                 return NVML_ERROR_UNINITIALIZED;
         if (!count)
                 return NVML_ERROR_INVALID_ARGUMENT;
-        json_object *v;
+        json_object *v = NULL;
         nvmlReturn_t r = answer(replay.root, "nvmlDeviceGetCount_v2", &v);
         if (r != NVML_SUCCESS && r != NVML_ERROR_NOT_SUPPORTED)
                 return r;
@@ -317,7 +317,7 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *dev
                 return NVML_ERROR_UNINITIALIZED;
         if (!device || index >= replay.n_devices)
                 return NVML_ERROR_INVALID_ARGUMENT;
-        json_object *v;
+        json_object *v = NULL;
         nvmlReturn_t r = answer(replay.devices[index].answers, "nvmlDeviceGetHandleByIndex_v2", &v);
         if (r != NVML_SUCCESS && r != NVML_ERROR_NOT_SUPPORTED)
                 return r;       /* e.g. NVML_ERROR_GPU_IS_LOST, NVML_ERROR_NO_PERMISSION */
@@ -328,7 +328,7 @@ nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *dev
 nvmlReturn_t nvmlDeviceGetPciInfo_v3(nvmlDevice_t device, nvmlPciInfo_t *pci)
 {
         DEVICE_OR_RETURN(dev, device);
-        json_object *v;
+        json_object *v = NULL;
         if (!pci)
                 return NVML_ERROR_INVALID_ARGUMENT;
         nvmlReturn_t r = answer(dev, "nvmlDeviceGetPciInfo_v3", &v);
@@ -350,7 +350,7 @@ nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char *uuid, unsigned int len
 nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int *major, int *minor)
 {
         DEVICE_OR_RETURN(dev, device);
-        json_object *v;
+        json_object *v = NULL;
         unsigned long long ma, mi;
         if (!major || !minor)
                 return NVML_ERROR_INVALID_ARGUMENT;
@@ -367,7 +367,7 @@ nvmlReturn_t nvmlDeviceGetCudaComputeCapability(nvmlDevice_t device, int *major,
 nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
 {
         DEVICE_OR_RETURN(dev, device);
-        json_object *v;
+        json_object *v = NULL;
         if (!memory)
                 return NVML_ERROR_INVALID_ARGUMENT;
         nvmlReturn_t r = answer(dev, "nvmlDeviceGetMemoryInfo", &v);
@@ -395,7 +395,7 @@ nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t device, u
                                                           unsigned int *max_mw)
 {
         DEVICE_OR_RETURN(dev, device);
-        json_object *v;
+        json_object *v = NULL;
         unsigned long long lo, hi;
         if (!min_mw || !max_mw)
                 return NVML_ERROR_INVALID_ARGUMENT;
@@ -418,7 +418,7 @@ nvmlReturn_t nvmlDeviceGetPowerManagementDefaultLimit(nvmlDevice_t device, unsig
 nvmlReturn_t nvmlDeviceGetTemperature(nvmlDevice_t device, nvmlTemperatureSensors_t sensor, unsigned int *temp_c)
 {
         DEVICE_OR_RETURN(dev, device);
-        json_object *v;
+        json_object *v = NULL;
         unsigned long long t;
         if (!temp_c || sensor != NVML_TEMPERATURE_GPU)
                 return NVML_ERROR_INVALID_ARGUMENT;
@@ -461,7 +461,7 @@ nvmlReturn_t nvmlDeviceGetMaxPcieLinkWidth(nvmlDevice_t device, unsigned int *wi
 nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link, nvmlEnableState_t *is_active)
 {
         DEVICE_OR_RETURN(dev, device);
-        json_object *v;
+        json_object *v = NULL;
         if (!is_active || link >= NVML_NVLINK_MAX_LINKS)
                 return NVML_ERROR_INVALID_ARGUMENT;
         nvmlReturn_t r = answer_at(dev, "nvmlDeviceGetNvLinkState", link, &v);
@@ -482,7 +482,7 @@ nvmlReturn_t nvmlDeviceGetNvLinkState(nvmlDevice_t device, unsigned int link, nv
 nvmlReturn_t nvmlDeviceGetNvLinkRemotePciInfo_v2(nvmlDevice_t device, unsigned int link, nvmlPciInfo_t *pci)
 {
         DEVICE_OR_RETURN(dev, device);
-        json_object *v;
+        json_object *v = NULL;
         if (!pci || link >= NVML_NVLINK_MAX_LINKS)
                 return NVML_ERROR_INVALID_ARGUMENT;
         nvmlReturn_t r = answer_at(dev, "nvmlDeviceGetNvLinkRemotePciInfo_v2", link, &v);
@@ -518,7 +518,7 @@ nvmlReturn_t nvmlDeviceGetP2PStatus(nvmlDevice_t device1, nvmlDevice_t device2, 
         const char *caps = nvml_p2p_caps_name(index);
         if (!status || !caps || !device_answers(device1) || !device_answers(device2) || device1 == device2)
                 return NVML_ERROR_INVALID_ARGUMENT;
-        json_object *v;
+        json_object *v = NULL;
         nvmlReturn_t r = answer(pair_answers(device1, device2), "nvmlDeviceGetP2PStatus", &v);
         if (r == NVML_SUCCESS)
                 r = answer(v, caps, &v);
@@ -549,7 +549,7 @@ nvmlReturn_t nvmlDeviceGetTopologyCommonAncestor(nvmlDevice_t device1, nvmlDevic
                 return NVML_ERROR_UNINITIALIZED;
         if (!level || !device_answers(device1) || !device_answers(device2))
                 return NVML_ERROR_INVALID_ARGUMENT;
-        json_object *v;
+        json_object *v = NULL;
         nvmlReturn_t r = answer(pair_answers(device1, device2), "nvmlDeviceGetTopologyCommonAncestor", &v);
         if (r != NVML_SUCCESS)
                 return r;
