@@ -32,7 +32,11 @@ int session_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type
                 return -ENOMEM;
         s->model = m;
         s->n_ctx = n_ctx;
-        int r = kv_init(&s->kv, kv_type, c->n_layer, n_ctx, kv_dim(c));
+        int r = -EINVAL;
+        const struct rig_type_info *kt = rig_type_get(kv_type);
+        if (!kt || c->head_dim % kt->block_elems != 0)
+                goto fail;      /* attention reads one head's slice: whole blocks only */
+        r = kv_init(&s->kv, kv_type, c->n_layer, n_ctx, kv_dim(c));
         if (r < 0)
                 goto fail;
         r = cpu_pool_new(n_threads, &s->pool);

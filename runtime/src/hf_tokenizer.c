@@ -186,6 +186,12 @@ static int read_vocab(struct json_object *root, struct hf_vocab *v, const char *
         m = max_id(vocab, added);
         if (m < 0 || m >= INT32_MAX)
                 return errmsg(err, err_size, -EINVAL, "%s: empty or oversized vocabulary", path);
+        /* Ids are dense in real vocabularies (a few padding holes at the end at most): a file
+         * whose largest id far exceeds its entry count would make us allocate for nothing. */
+        size_t n_entries = (size_t)json_object_object_length(vocab) + (added ? json_object_array_length(added) : 0);
+        if ((size_t)m + 1 > n_entries + 1024)
+                return errmsg(err, err_size, -EINVAL, "%s: largest token id %lld but only %zu tokens: ids must be dense",
+                              path, (long long)m, n_entries);
         v->n = (size_t)m + 1;
         v->text = calloc(v->n, sizeof(*v->text));
         v->len = calloc(v->n, sizeof(*v->len));

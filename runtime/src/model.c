@@ -79,7 +79,12 @@ static int read_config(const struct gguf_file *f, struct rig_config *c, char *er
                 return r;
         if (c->head_dim == 0 || c->head_dim % 2 != 0 || c->head_dim > 1024)
                 return errmsg(err, size, -EINVAL, "head dimension %u is not usable (even, 2..1024)", c->head_dim);
-        if (c->n_layer == 0 || c->n_layer > 1024 || c->n_embd == 0 || c->n_ff == 0)
+        /* q and kv widths are products of file values: keep them far from 32-bit wrap-around */
+        uint64_t q_width = (uint64_t)c->n_head * c->head_dim, kv_width = (uint64_t)c->n_head_kv * c->head_dim;
+        if (q_width > (1u << 20) || kv_width > (1u << 20))
+                return errmsg(err, size, -EINVAL, "%u heads of %u do not make a usable attention width", c->n_head, c->head_dim);
+        if (c->n_layer == 0 || c->n_layer > 1024 || c->n_embd == 0 || c->n_embd > (1u << 20) || c->n_ff == 0 ||
+            c->n_ff > (1u << 22))
                 return errmsg(err, size, -EINVAL, "absurd shape: %u layers, n_embd %u, n_ff %u", c->n_layer, c->n_embd, c->n_ff);
         return 0;
 }
@@ -124,6 +129,9 @@ static int get_matrix(const struct gguf_file *f, const char *name, uint64_t n_in
         const struct gguf_tensor *t = find_shaped(f, name, n_in, n_out, is_required, &r, err, size);
         if (!t)
                 return r;
+        if (n_out > INT32_MAX)
+                return errmsg(err, size, -EINVAL, "tensor %s has %llu rows, more than rig handles", name,
+                              (unsigned long long)n_out);
         const struct rig_type_info *ti = rig_type_get(t->type);
         if (!ti || !ti->is_weight)
                 return errmsg(err, size, -ENOTSUP, "tensor %s has type %s, which rig cannot compute with", name,
@@ -175,6 +183,11 @@ int model_load(struct gguf_file *f, struct rig_model **out, char *err, size_t si
         const struct gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
         if (!emb) {
                 r = errmsg(err, size, -EINVAL, "tensor token_embd.weight is missing");
+                goto fail;
+        }
+        if (emb->ne[1] == 0 || emb->ne[1] > INT32_MAX) {
+                r = errmsg(err, size, -EINVAL, "tensor token_embd.weight has %llu rows, not a vocabulary rig handles",
+                           (unsigned long long)emb->ne[1]);
                 goto fail;
         }
         c->n_vocab = (uint32_t)emb->ne[1];

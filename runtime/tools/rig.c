@@ -237,8 +237,12 @@ static int parse_tokens(const char *list, int32_t **out, size_t *n)
                 ids[(*n)++] = (int32_t)v;
                 p = *end ? end + 1 : end;
         }
+        if (*n == 0) {
+                free(ids);
+                return -EINVAL;
+        }
         *out = ids;
-        return *n ? 0 : -EINVAL;
+        return 0;
 }
 
 static int cmd_logits(int argc, char **argv)
@@ -273,7 +277,7 @@ static int cmd_logits(int argc, char **argv)
                 free(ids);
                 return 1;
         }
-        struct rig_session *s;
+        struct rig_session *s = NULL;
         int r = session_new(m, (uint32_t)n, kv_type, n_threads, &s);
         FILE *out = r == 0 ? fopen(out_path, "wb") : NULL;
         if (r < 0)
@@ -317,7 +321,7 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
         size_t n = 0;
         int r = tokenizer_encode(tok, o->prompt, strlen(o->prompt), true, true, &ids, &n);
         if (r < 0 || n == 0) {
-                fprintf(stderr, "rig: the prompt gives no tokens\n");
+                fprintf(stderr, "rig: %s\n", r < 0 ? "tokenizing the prompt: out of memory" : "the prompt gives no tokens");
                 free(ids);
                 return 1;
         }
@@ -328,10 +332,21 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                 free(ids);
                 return 1;
         }
-        struct rig_session *s;
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] < 0 || (uint32_t)ids[i] >= m->cfg.n_vocab) {
+                        fprintf(stderr, "rig: the tokenizer gave token %d, but the model has %u rows of embeddings: "
+                                "tokenizer and weights do not belong together\n", ids[i], m->cfg.n_vocab);
+                        free(ids);
+                        return 1;
+                }
+        struct rig_session *s = NULL;
         struct sampler smp;
         if ((r = session_new(m, n_ctx, o->kv_type, o->n_threads, &s)) < 0) {
-                fprintf(stderr, "rig: a session of %u tokens: %s\n", n_ctx, strerror(-r));
+                if (r == -EINVAL)
+                        fprintf(stderr, "rig: a KV cache in this type needs a head size that is a multiple of its "
+                                "block (head size %u): use --kv f16\n", m->cfg.head_dim);
+                else
+                        fprintf(stderr, "rig: a session of %u tokens: %s\n", n_ctx, strerror(-r));
                 free(ids);
                 return 1;
         }
@@ -351,7 +366,9 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
         double t_prompt = now_s() - t0;
 
         struct tokenizer_stream ts = { .n_pending = 0 };
-        char buf[256];
+        /* A token prints at most its text's bytes (plus held-back UTF-8): size the buffer to it. */
+        size_t cap = 256;
+        char *buf = malloc(cap);
         int n_gen = 0;
         double t1 = now_s();
         uint32_t pos = (uint32_t)n;
@@ -361,7 +378,16 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                 n_gen++;
                 if (tokenizer_is_eog(tok, next))
                         break;
-                int k = tokenizer_stream_push(tok, &ts, next, buf, sizeof(buf));
+                size_t len;
+                tokenizer_token_text(tok, next, &len);
+                if (len + 16 > cap) {
+                        char *bigger = realloc(buf, len + 16);
+                        if (bigger) {
+                                buf = bigger;
+                                cap = len + 16;
+                        }
+                }
+                int k = buf ? tokenizer_stream_push(tok, &ts, next, buf, cap) : -1;
                 if (k > 0) {
                         fwrite(buf, 1, (size_t)k, stdout);
                         fflush(stdout);
@@ -369,9 +395,10 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                 if (n_gen < o->n_predict)
                         r = session_eval(s, next, pos++);
         }
-        int k = tokenizer_stream_flush(&ts, buf, sizeof(buf));
+        int k = buf ? tokenizer_stream_flush(&ts, buf, cap) : -1;
         if (k > 0)
                 fwrite(buf, 1, (size_t)k, stdout);
+        free(buf);
         putchar('\n');
         double t_gen = now_s() - t1;
         fprintf(stderr, "prompt: %zu tokens in %.2f s (%.2f t/s); generation: %d tokens in %.2f s (%.2f t/s)\n", n,

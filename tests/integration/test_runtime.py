@@ -123,6 +123,37 @@ class Cli(unittest.TestCase):
                 self.assertIn(opt, r.stderr)
                 self.assertIn(value, r.stderr)
 
+    def test_tokenizer_with_a_far_away_id_is_refused_before_allocating(self):
+        tj = os.path.join(TOKENIZERS, "tokenizer-llama3", "models", "tokenizer.json")
+        with open(tj, encoding="utf-8") as f:
+            j = json.load(f)
+        j["added_tokens"].append({"id": 50_000_000, "content": "<|far|>", "special": True})
+        sparse = os.path.join(self.dir.name, "sparse.json")
+        with open(sparse, "w", encoding="utf-8") as f:
+            json.dump(j, f)
+        r = rig("synth", "--shape", "tiny-llama", "--type", "F32", "--tokenizer", sparse, "-o",
+                os.path.join(self.dir.name, "sparse.gguf"), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("dense", r.stderr)
+
+    def test_head_count_that_wraps_32_bits_is_refused(self):
+        sys.path.insert(0, os.path.join(HERE, "..", "unit"))
+        import gguf_reference as g
+        w = g.Writer(3)
+        w.add(b"general.architecture", g.STR, b"llama")
+        for key, value in ((b"llama.embedding_length", 64), (b"llama.block_count", 1),
+                           (b"llama.feed_forward_length", 64), (b"llama.attention.head_count", 4194305),
+                           (b"llama.attention.head_count_kv", 4194305), (b"llama.attention.key_length", 1024)):
+            w.add(key, g.U32, value)
+        w.add(b"llama.attention.layer_norm_rms_epsilon", g.F32, 1e-5)
+        w.add_tensor(b"token_embd.weight", 0, [64, 4], bytes(64 * 4 * 4))
+        path = os.path.join(self.dir.name, "wrap.gguf")
+        with open(path, "wb") as f:
+            f.write(w.bytes())
+        r = rig("logits", "-m", path, "--tokens", "1", "--out", os.path.join(self.dir.name, "x"), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("attention width", r.stderr)
+
     def test_truncated_model_is_refused_naming_the_file(self):
         with open(self.model, "rb") as f:
             data = f.read()
