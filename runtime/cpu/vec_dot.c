@@ -104,30 +104,30 @@ static void k4_unpack(const uint8_t *q, uint8_t out[16])
         }
 }
 
-/* Q8_K carries a scale xd_j per 32-element sub-block j, the size of the K types' own
- * sub-blocks, so every sub-block's integer dot is scaled on its own:
- *   w = d*sc_j*q - dmin*m_j:  dot = d * sum_j xd_j * sc_j * (q·x)_j  -  dmin * sum_j xd_j * m_j * sum(x_j)
- * The integer products of one sub-block stay below 2^24 (63 * 32 * 31 * 127), exact in float. */
+/* Q8_K is x = D * m_j * q per 32-element sub-block j (D a float per block, m_j an integer), and
+ * the K types' weights are w = d * sc_j * q - dmin * mn_j, so a block's dot is
+ *   d * D * sum_j (sc_j * m_j) * (q·x)_j  -  dmin * D * sum_j (mn_j * m_j) * sum(x_j)
+ * with both sums exact in integers (int64 here; the SIMD kernels keep per-lane int32 sums, whose
+ * bounds are given there), and one float step per block. */
 static float dot_q4_K_q8_K(const struct block_q4_K *w, const struct block_q8_K *x, size_t nb)
 {
         float s = 0;
         for (size_t i = 0; i < nb; i++) {
                 uint8_t sm[16];
-                const float *xd = x[i].d;
+                const int16_t *m = x[i].m;
                 k4_unpack(w[i].scales, sm);
-                float sumf = 0, summ = 0;
+                int64_t sumi = 0, summ = 0;
                 for (int k = 0; k < QK_K / 64; k++) {
                         int lo = 0, hi = 0;
                         for (int l = 0; l < 32; l++) {
                                 lo += (w[i].qs[32 * k + l] & 0xf) * x[i].qs[64 * k + l];
                                 hi += (w[i].qs[32 * k + l] >> 4) * x[i].qs[64 * k + 32 + l];
                         }
-                        sumf += xd[2 * k] * (float)(sm[2 * k] * lo);
-                        sumf += xd[2 * k + 1] * (float)(sm[2 * k + 1] * hi);
+                        sumi += (int64_t)(sm[2 * k] * m[2 * k]) * lo + (int64_t)(sm[2 * k + 1] * m[2 * k + 1]) * hi;
                 }
                 for (int j = 0; j < QK_K / 32; j++)
-                        summ += xd[j] * (float)(sm[8 + j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]));
-                s += rig_half_to_float(w[i].d) * sumf - rig_half_to_float(w[i].dmin) * summ;
+                        summ += sm[8 + j] * m[j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+                s += x[i].d * (rig_half_to_float(w[i].d) * (float)sumi - rig_half_to_float(w[i].dmin) * (float)summ);
         }
         return s;
 }
@@ -137,9 +137,9 @@ static float dot_q5_K_q8_K(const struct block_q5_K *w, const struct block_q8_K *
         float s = 0;
         for (size_t i = 0; i < nb; i++) {
                 uint8_t sm[16];
-                const float *xd = x[i].d;
+                const int16_t *m = x[i].m;
                 k4_unpack(w[i].scales, sm);
-                float sumf = 0, summ = 0;
+                int64_t sumi = 0, summ = 0;
                 for (int k = 0; k < QK_K / 64; k++) {
                         int lo = 0, hi = 0;
                         for (int l = 0; l < 32; l++) {
@@ -149,28 +149,26 @@ static float dot_q5_K_q8_K(const struct block_q5_K *w, const struct block_q8_K *
                                 lo += q_lo * x[i].qs[64 * k + l];
                                 hi += q_hi * x[i].qs[64 * k + 32 + l];
                         }
-                        sumf += xd[2 * k] * (float)(sm[2 * k] * lo);
-                        sumf += xd[2 * k + 1] * (float)(sm[2 * k + 1] * hi);
+                        sumi += (int64_t)(sm[2 * k] * m[2 * k]) * lo + (int64_t)(sm[2 * k + 1] * m[2 * k + 1]) * hi;
                 }
                 for (int j = 0; j < QK_K / 32; j++)
-                        summ += xd[j] * (float)(sm[8 + j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]));
-                s += rig_half_to_float(w[i].d) * sumf - rig_half_to_float(w[i].dmin) * summ;
+                        summ += sm[8 + j] * m[j] * (x[i].bsums[2 * j] + x[i].bsums[2 * j + 1]);
+                s += x[i].d * (rig_half_to_float(w[i].d) * (float)sumi - rig_half_to_float(w[i].dmin) * (float)summ);
         }
         return s;
 }
 
-/* w = d*sc_g*(q - 32) per group g of 16; sub-block j of 32 (x scale xd_j) holds groups 2j and
+/* w = d*sc_g*(q - 32) per group g of 16; sub-block j of 32 (multiplier m_j) holds groups 2j and
  * 2j+1, and the -32 is folded in with their bsums: sum sc*(q-32)*x = sum sc*q*x - 32*sum sc*bsum. */
 static float dot_q6_K_q8_K(const struct block_q6_K *w, const struct block_q8_K *x, size_t nb)
 {
         float s = 0;
         for (size_t i = 0; i < nb; i++) {
-                const float *xd = x[i].d;
-                float sumf = 0;
+                int64_t sumi = 0;
                 for (int n = 0; n < QK_K / 128; n++) {
                         const uint8_t *ql = w[i].ql + 64 * n, *qh = w[i].qh + 32 * n;
                         const int8_t *sc = w[i].scales + 8 * n, *q8 = x[i].qs + 128 * n;
-                        const int16_t *bs = x[i].bsums + 8 * n;
+                        const int16_t *bs = x[i].bsums + 8 * n, *m = x[i].m + 4 * n;
                         for (int g = 0; g < 4; g++) {
                                 int part[2] = { 0, 0 };
                                 for (int l = 0; l < 32; l++) {
@@ -178,12 +176,11 @@ static float dot_q6_K_q8_K(const struct block_q6_K *w, const struct block_q8_K *
                                         int q = low | (((qh[l] >> (2 * g)) & 3) << 4);
                                         part[l / 16] += q * q8[32 * g + l];
                                 }
-                                int sumi = sc[2 * g] * (part[0] - 32 * bs[2 * g]) +
-                                           sc[2 * g + 1] * (part[1] - 32 * bs[2 * g + 1]);
-                                sumf += xd[4 * n + g] * (float)sumi;
+                                sumi += (int64_t)m[g] * (sc[2 * g] * (part[0] - 32 * bs[2 * g]) +
+                                                         sc[2 * g + 1] * (part[1] - 32 * bs[2 * g + 1]));
                         }
                 }
-                s += rig_half_to_float(w[i].d) * sumf;
+                s += x[i].d * rig_half_to_float(w[i].d) * (float)sumi;
         }
         return s;
 }
@@ -355,169 +352,12 @@ AVX2 static __m256i k4_scales_mins16(const uint8_t *q)
         return _mm256_cvtepu8_epi16(_mm_set_epi32((int)m47, (int)m03, (int)s47, (int)s03));
 }
 
-/* The mins against Q8_K's sums, per block: lane j = m_j * (bsum[2j] + bsum[2j+1]) as one madd of
- * the mins, each repeated twice, with the 16 bsums; times scale_j (dmin * xd_j), into acc. */
-AVX2 static __m256 k4_mins_acc(__m128i mins, const struct block_q8_K *x, __m256 scale, __m256 acc)
-{
-        __m256i m2 = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
-        __m256i pm = _mm256_madd_epi16(m2, _mm256_loadu_si256((const __m256i *)x->bsums));
-        return _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), scale, acc);
-}
-
-/* Q4_K/Q5_K per block: the float scale of each sub-block, d * sc_j * xd_j, goes to sc[8] (to be
- * broadcast from memory, which costs no ALU slot); the mins part goes into *acc_m. */
-AVX2 static void k4_block_scales(rig_half d, rig_half dmin, const uint8_t *packed, const struct block_q8_K *x,
-                                 float sc[8], __m256 *acc_m)
-{
-        __m256i sm = k4_scales_mins16(packed);
-        __m256 xd = _mm256_loadu_ps(x->d);
-        *acc_m = k4_mins_acc(_mm256_extracti128_si256(sm, 1), x, _mm256_mul_ps(_mm256_set1_ps(half_f32(dmin)), xd),
-                             *acc_m);
-        __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sm)));
-        _mm256_storeu_ps(sc, _mm256_mul_ps(scf, _mm256_mul_ps(_mm256_set1_ps(half_f32(d)), xd)));
-}
-
-/* Per 64 elements: 32 bytes of nibbles against 2 x 32 int8 (maddubs), widened to int32 (madd
- * with ones), then to float and weighted by the sub-block's d * sc_j * xd_j (an FMA per 32
- * elements, into two accumulators). The mins meet the bsums once per block. */
-AVX2 static float dot_q4_K_q8_K_avx2(const struct block_q4_K *w, const struct block_q8_K *x, size_t nb)
-{
-        const __m256i m4 = _mm256_set1_epi8(0x0f);
-        const __m256i ones = _mm256_set1_epi16(1);
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
-        float sc[8];
-        for (size_t i = 0; i < nb; i++) {
-                k4_block_scales(w[i].d, w[i].dmin, w[i].scales, &x[i], sc, &acc_m);
-                const uint8_t *q4 = w[i].qs;
-                const int8_t *q8 = x[i].qs;
-                for (int k = 0; k < QK_K / 64; k++, q4 += 32, q8 += 64) {
-                        __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
-                        __m256i lo = _mm256_and_si256(bits, m4);
-                        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-                        __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
-                        __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-                        plo = _mm256_madd_epi16(ones, plo);
-                        phi = _mm256_madd_epi16(ones, phi);
-                        acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k]), _mm256_cvtepi32_ps(plo), acc0);
-                        acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k + 1]), _mm256_cvtepi32_ps(phi), acc1);
-                }
-        }
-        return hsum_ps(_mm256_add_ps(acc0, acc1)) - hsum_ps(acc_m);
-}
-
-/* As Q4_K; the 5th bits of 64-chunk k are bits 2k (low half) and 2k+1 (high half) of qh[32]. */
-AVX2 static float dot_q5_K_q8_K_avx2(const struct block_q5_K *w, const struct block_q8_K *x, size_t nb)
-{
-        const __m256i m4 = _mm256_set1_epi8(0x0f);
-        const __m256i b16 = _mm256_set1_epi8(16);
-        const __m256i ones = _mm256_set1_epi16(1);
-        __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
-        float sc[8];
-        for (size_t i = 0; i < nb; i++) {
-                k4_block_scales(w[i].d, w[i].dmin, w[i].scales, &x[i], sc, &acc_m);
-                const uint8_t *q5 = w[i].qs;
-                const int8_t *q8 = x[i].qs;
-                __m256i hbits = _mm256_loadu_si256((const __m256i *)w[i].qh);
-                for (int k = 0; k < QK_K / 64; k++, q5 += 32, q8 += 64) {
-                        __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
-                        /* Move bit 2k to bit 4 (low half) and bit 2k+1 to bit 4 (high half). */
-                        __m256i hlo = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * k), 4), b16);
-                        __m256i hhi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 2 * k + 1), 4), b16);
-                        __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), hlo);
-                        __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), hhi);
-                        __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
-                        __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-                        plo = _mm256_madd_epi16(ones, plo);
-                        phi = _mm256_madd_epi16(ones, phi);
-                        acc0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k]), _mm256_cvtepi32_ps(plo), acc0);
-                        acc1 = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[2 * k + 1]), _mm256_cvtepi32_ps(phi), acc1);
-                }
-        }
-        return hsum_ps(_mm256_add_ps(acc0, acc1)) - hsum_ps(acc_m);
-}
-
 /* pshufb mask: int16 element j to the whole low 128-bit lane, element j+1 to the high lane
  * (elements 0..15 of a 32-vector have one Q6_K scale, 16..31 the next). */
 AVX2 static __m256i scale_pair_mask(int j)
 {
         return _mm256_set_m128i(_mm_set1_epi16((short)((2 * j + 2) | ((2 * j + 3) << 8))),
                                 _mm_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8))));
-}
-
-/* Per 128 elements: 6-bit q (0..63, unsigned for maddubs) against int8, each 32-element
- * sub-block j weighted by its activation scale xd_j. The -32 offset is taken out once per block
- * with the bsums: sum sc*(q-32)*x = sum sc*q*x - 32*sum sc*bsum, whose madd leaves sub-block
- * j's part in lane j, so it meets xd as a vector. */
-AVX2 static float dot_q6_K_q8_K_avx2(const struct block_q6_K *w, const struct block_q8_K *x, size_t nb)
-{
-        const __m256i m4 = _mm256_set1_epi8(0x0f);
-        const __m256i m30 = _mm256_set1_epi8(0x30);
-        __m256 acc = _mm256_setzero_ps();
-        for (size_t i = 0; i < nb; i++) {
-                __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[i].scales));
-                __m256i corr = _mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[i].bsums));
-                __m256 xd = _mm256_loadu_ps(x[i].d);
-                __m256 s0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_slli_epi32(corr, 5)),
-                                          _mm256_sub_ps(_mm256_setzero_ps(), xd));
-                __m256 s1 = _mm256_setzero_ps();
-                const uint8_t *ql = w[i].ql, *qh = w[i].qh;
-                const int8_t *q8 = x[i].qs;
-                for (int n = 0; n < QK_K / 128; n++, ql += 64, qh += 32, q8 += 128) {
-                        /* this half's 8 scales as int16 in both 128-bit lanes */
-                        __m256i sc = n == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00)
-                                            : _mm256_permute2x128_si256(sc16, sc16, 0x11);
-                        __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
-                        __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-                        __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-                        __m256i q[4];
-                        q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
-                        q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
-                        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
-                        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                               _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
-                        for (int g = 0; g < 4; g++) {
-                                __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(q8 + 32 * g)));
-                                p = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_pair_mask(2 * g)), p);
-                                __m256 f = _mm256_cvtepi32_ps(p), xj = _mm256_broadcast_ss(&x[i].d[4 * n + g]);
-                                if (g & 1)
-                                        s1 = _mm256_fmadd_ps(xj, f, s1);
-                                else
-                                        s0 = _mm256_fmadd_ps(xj, f, s0);
-                        }
-                }
-                acc = _mm256_fmadd_ps(_mm256_set1_ps(half_f32(w[i].d)), _mm256_add_ps(s0, s1), acc);
-        }
-        return hsum_ps(acc);
-}
-
-static float vec_dot_avx2(enum rig_type weight_type, const void *w, const void *x, size_t n)
-{
-        switch (weight_type) {
-        case RIG_TYPE_F32:
-                return dot_f32_avx2(w, x, n);
-        case RIG_TYPE_F16:
-                return dot_f16_avx2(w, x, n);
-        case RIG_TYPE_BF16:
-                return dot_bf16_avx2(w, x, n);
-        case RIG_TYPE_Q4_0:
-                RIG_ASSERT(n % QK4_0 == 0, "q4_0 dot of %zu", n);
-                return dot_q4_0_q8_0_avx2(w, x, n / QK4_0);
-        case RIG_TYPE_Q8_0:
-                RIG_ASSERT(n % QK8_0 == 0, "q8_0 dot of %zu", n);
-                return dot_q8_0_q8_0_avx2(w, x, n / QK8_0);
-        case RIG_TYPE_Q4_K:
-                RIG_ASSERT(n % QK_K == 0, "q4_K dot of %zu", n);
-                return dot_q4_K_q8_K_avx2(w, x, n / QK_K);
-        case RIG_TYPE_Q5_K:
-                RIG_ASSERT(n % QK_K == 0, "q5_K dot of %zu", n);
-                return dot_q5_K_q8_K_avx2(w, x, n / QK_K);
-        case RIG_TYPE_Q6_K:
-                RIG_ASSERT(n % QK_K == 0, "q6_K dot of %zu", n);
-                return dot_q6_K_q8_K_avx2(w, x, n / QK_K);
-        default:
-                RIG_ASSERT(0, "vec_dot of weight type %d", (int)weight_type);
-                return 0;
-        }
 }
 
 /* ---- multi-row AVX2 kernels ------------------------------------------------------------ */
@@ -592,104 +432,101 @@ AVX2 static MR_INLINE void mr_q4_0(int R, const uint8_t *w, size_t rb, const str
                 y[r] = hsum_ps(acc[r]);
 }
 
-/* Q4_K and Q5_K (HB = 1 adds the 5th bits). Per block and row: the float scales d*sc_j*xd_j to
- * sc[r][8] (broadcast from memory), the mins part subtracted from acc0[r] once. */
+/* pshufb mask: int16 element j of each 128-bit lane to all eight int16 of that lane. */
+AVX2 static __m256i scale_bcast_mask(int j)
+{
+        return _mm256_set1_epi16((short)((2 * j) | ((2 * j + 1) << 8)));
+}
+
+/* Q4_K and Q5_K (HB = 1 adds the 5th bits). Per block and row, the 6-bit scales and mins are
+ * multiplied (int16) by Q8_K's sub-block multipliers; each 32-element half meets its sc_j*m_j
+ * in the madd that widens the maddubs pair sums, the block accumulates in int32 and meets
+ * d * D once as float; the mins meet the bsums in one madd. int32 bound per lane: 8 madds of
+ * <= 2 * (2 * 31 * 127) * (63 * 64) = 63.5M each, 508M over the block. */
 AVX2 static MR_INLINE void mr_q45_K(int R, int HB, const uint8_t *w, size_t rb, const struct block_q8_K *x,
                                     size_t nb, float *y)
 {
-        __m256 acc0[MR_MAX], acc1[MR_MAX];
+        __m256 acc[MR_MAX];
         for (int r = 0; r < R; r++)
-                acc0[r] = acc1[r] = _mm256_setzero_ps();
+                acc[r] = _mm256_setzero_ps();
         const __m256i m4 = _mm256_set1_epi8(0x0f);
         const __m256i b16 = _mm256_set1_epi8(16);
-        const __m256i ones = _mm256_set1_epi16(1);
         const size_t bsz = HB ? sizeof(struct block_q5_K) : sizeof(struct block_q4_K);
         for (size_t i = 0; i < nb; i++) {
-                float sc[MR_MAX][8];
-                __m256 xd = _mm256_loadu_ps(x[i].d);
-                __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+                const __m256i mult = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)x[i].m));
+                const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+                const int8_t *q8 = x[i].qs;
                 for (int r = 0; r < R; r++) {
                         const uint8_t *b = w + r * rb + i * bsz;
                         rig_half d, dmin;
-                        const uint8_t *packed;
+                        const uint8_t *packed, *qs, *qh = NULL;
                         if (HB) {
                                 const struct block_q5_K *q = (const struct block_q5_K *)b;
-                                d = q->d, dmin = q->dmin, packed = q->scales;
+                                d = q->d, dmin = q->dmin, packed = q->scales, qs = q->qs, qh = q->qh;
                         } else {
                                 const struct block_q4_K *q = (const struct block_q4_K *)b;
-                                d = q->d, dmin = q->dmin, packed = q->scales;
+                                d = q->d, dmin = q->dmin, packed = q->scales, qs = q->qs;
                         }
                         MR_PREFETCH(b, bsz);
-                        __m256i sm = k4_scales_mins16(packed);
+                        __m256i sm = _mm256_mullo_epi16(k4_scales_mins16(packed), mult);
                         __m128i mins = _mm256_extracti128_si256(sm, 1);
                         __m256i m2 = _mm256_set_m128i(_mm_unpackhi_epi16(mins, mins), _mm_unpacklo_epi16(mins, mins));
-                        __m256i pm = _mm256_madd_epi16(m2, bsums);
-                        acc0[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(pm),
-                                                   _mm256_mul_ps(_mm256_set1_ps(half_f32(dmin)), xd), acc0[r]);
-                        __m256 scf = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sm)));
-                        _mm256_storeu_ps(sc[r], _mm256_mul_ps(scf, _mm256_mul_ps(_mm256_set1_ps(half_f32(d)), xd)));
-                }
-                const int8_t *q8 = x[i].qs;
-                for (int k = 0; k < QK_K / 64; k++, q8 += 64) {
-                        __m256i y0 = _mm256_loadu_si256((const __m256i *)q8);
-                        __m256i y1 = _mm256_loadu_si256((const __m256i *)(q8 + 32));
-                        for (int r = 0; r < R; r++) {
-                                const uint8_t *b = w + r * rb + i * bsz;
-                                const uint8_t *qs = HB ? ((const struct block_q5_K *)b)->qs + 32 * k
-                                                       : ((const struct block_q4_K *)b)->qs + 32 * k;
-                                __m256i bits = _mm256_loadu_si256((const __m256i *)qs);
+                        __m256i summ = _mm256_madd_epi16(m2, bsums);
+                        __m256i scales = _mm256_permute2x128_si256(sm, sm, 0x00);
+                        __m256i hbits = HB ? _mm256_loadu_si256((const __m256i *)qh) : _mm256_setzero_si256();
+                        __m256i sumi = _mm256_setzero_si256();
+                        for (int k = 0; k < QK_K / 64; k++) {
+                                __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * k));
                                 __m256i lo = _mm256_and_si256(bits, m4);
                                 __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-                                if (HB) {
-                                        __m256i hb = _mm256_loadu_si256((const __m256i *)((const struct block_q5_K *)b)->qh);
-                                        hb = _mm256_srli_epi16(hb, 2 * k);
+                                if (HB) {       /* bit 2k to bit 4 of the low half, bit 2k+1 of the high */
+                                        __m256i hb = _mm256_srli_epi16(hbits, 2 * k);
                                         lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(hb, 4), b16));
                                         hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_slli_epi16(hb, 3), b16));
                                 }
-                                __m256i plo = _mm256_madd_epi16(ones, _mm256_maddubs_epi16(lo, y0));
-                                __m256i phi = _mm256_madd_epi16(ones, _mm256_maddubs_epi16(hi, y1));
-                                acc0[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[r][2 * k]), _mm256_cvtepi32_ps(plo), acc0[r]);
-                                acc1[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(&sc[r][2 * k + 1]), _mm256_cvtepi32_ps(phi), acc1[r]);
+                                __m256i plo = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * k)));
+                                __m256i phi = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * k + 32)));
+                                plo = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, scale_bcast_mask(2 * k)), plo);
+                                phi = _mm256_madd_epi16(_mm256_shuffle_epi8(scales, scale_bcast_mask(2 * k + 1)), phi);
+                                sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(plo, phi));
                         }
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half_f32(d) * x[i].d), _mm256_cvtepi32_ps(sumi), acc[r]);
+                        acc[r] = _mm256_fnmadd_ps(_mm256_set1_ps(half_f32(dmin) * x[i].d), _mm256_cvtepi32_ps(summ), acc[r]);
                 }
         }
         for (int r = 0; r < R; r++)
-                y[r] = hsum_ps(_mm256_add_ps(acc0[r], acc1[r]));
+                y[r] = hsum_ps(acc[r]);
 }
 
-/* Q6_K: d folded into the activation scales per row (xdd[r][j] = d * xd_j, broadcast from
- * memory), the -32 offset out once per block with the bsums, as in the one-row kernel. */
+/* Q6_K: 6-bit q (0..63, unsigned for maddubs) against int8; each 16-group's int8 scale times its
+ * sub-block's multiplier (|sc*m| <= 128 * 64, int16) meets the pair sums in one madd, and the -32
+ * offset comes off once per block as 32 * sum (sc*m) * bsum. int32 bound per lane and half-block:
+ * 4 madds of <= 2 * (2 * 63 * 127) * 8192 = 262M each, 1.05G; the halves meet in float. */
 AVX2 static MR_INLINE void mr_q6_K(int R, const uint8_t *w, size_t rb, const struct block_q8_K *x, size_t nb,
                                    float *y)
 {
-        __m256 acc0[MR_MAX], acc1[MR_MAX];
+        __m256 acc[MR_MAX];
         for (int r = 0; r < R; r++)
-                acc0[r] = acc1[r] = _mm256_setzero_ps();
+                acc[r] = _mm256_setzero_ps();
         const __m256i m4 = _mm256_set1_epi8(0x0f);
         const __m256i m30 = _mm256_set1_epi8(0x30);
         for (size_t i = 0; i < nb; i++) {
-                float xdd[MR_MAX][8];
-                __m256 xd = _mm256_loadu_ps(x[i].d);
-                __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
+                __m128i m = _mm_loadu_si128((const __m128i *)x[i].m);
+                const __m256i mult = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+                const __m256i bsums = _mm256_loadu_si256((const __m256i *)x[i].bsums);
                 for (int r = 0; r < R; r++) {
                         const struct block_q6_K *b = (const struct block_q6_K *)(w + r * rb) + i;
                         MR_PREFETCH(b, sizeof(*b));
-                        __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
-                        __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, bsums), 5);
-                        __m256 dxd = _mm256_mul_ps(_mm256_set1_ps(half_f32(b->d)), xd);
-                        _mm256_storeu_ps(xdd[r], dxd);
-                        acc0[r] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(corr), dxd, acc0[r]);
-                }
-                const int8_t *q8 = x[i].qs;
-                for (int n = 0; n < QK_K / 128; n++, q8 += 128) {
-                        __m256i yv[4];
-                        for (int g = 0; g < 4; g++)
-                                yv[g] = _mm256_loadu_si256((const __m256i *)(q8 + 32 * g));
-                        for (int r = 0; r < R; r++) {
-                                const struct block_q6_K *b = (const struct block_q6_K *)(w + r * rb) + i;
+                        __m256i scm = _mm256_mullo_epi16(
+                                _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales)), mult);
+                        __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(scm, bsums), 5);
+                        __m256 sum = _mm256_sub_ps(_mm256_setzero_ps(), _mm256_cvtepi32_ps(corr));
+                        for (int n = 0; n < QK_K / 128; n++) {
                                 const uint8_t *ql = b->ql + 64 * n, *qh = b->qh + 32 * n;
-                                __m256i sc = _mm256_broadcastsi128_si256(
-                                        _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(b->scales + 8 * n))));
+                                const int8_t *q8 = x[i].qs + 128 * n;
+                                /* this half's 8 scales in both 128-bit lanes */
+                                __m256i sc = n == 0 ? _mm256_permute2x128_si256(scm, scm, 0x00)
+                                                    : _mm256_permute2x128_si256(scm, scm, 0x11);
                                 __m256i l0 = _mm256_loadu_si256((const __m256i *)ql);
                                 __m256i l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
                                 __m256i h = _mm256_loadu_si256((const __m256i *)qh);
@@ -699,20 +536,18 @@ AVX2 static MR_INLINE void mr_q6_K(int R, const uint8_t *w, size_t rb, const str
                                 q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(h, m30));
                                 q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
                                                        _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+                                __m256i sumi = _mm256_setzero_si256();
                                 for (int g = 0; g < 4; g++) {
-                                        __m256i p = _mm256_maddubs_epi16(q[g], yv[g]);
-                                        p = _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_pair_mask(2 * g)), p);
-                                        __m256 f = _mm256_cvtepi32_ps(p), xj = _mm256_broadcast_ss(&xdd[r][4 * n + g]);
-                                        if (g & 1)
-                                                acc1[r] = _mm256_fmadd_ps(xj, f, acc1[r]);
-                                        else
-                                                acc0[r] = _mm256_fmadd_ps(xj, f, acc0[r]);
+                                        __m256i p = _mm256_maddubs_epi16(q[g], _mm256_loadu_si256((const __m256i *)(q8 + 32 * g)));
+                                        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_shuffle_epi8(sc, scale_pair_mask(2 * g)), p));
                                 }
+                                sum = _mm256_add_ps(sum, _mm256_cvtepi32_ps(sumi));
                         }
+                        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(half_f32(b->d) * x[i].d), sum, acc[r]);
                 }
         }
         for (int r = 0; r < R; r++)
-                y[r] = hsum_ps(_mm256_add_ps(acc0[r], acc1[r]));
+                y[r] = hsum_ps(acc[r]);
 }
 
 /* One entry per type: rows [begin, end) in groups of ROWS (1, 2 or 4), the rest one group of
@@ -757,6 +592,42 @@ MR_DRIVER(matvec_q4_0_avx2, mr_q4_0, struct block_q8_0, QK4_0, MR_ROWS_Q4_0)
 MR_DRIVER(matvec_q4_K_avx2, MR_Q4_K, struct block_q8_K, QK_K, MR_ROWS_Q4_K)
 MR_DRIVER(matvec_q5_K_avx2, MR_Q5_K, struct block_q8_K, QK_K, MR_ROWS_Q5_K)
 MR_DRIVER(matvec_q6_K_avx2, mr_q6_K, struct block_q8_K, QK_K, MR_ROWS_Q6_K)
+
+/* One row: the float and Q8_0-partnered types have their own kernels, the K types are the
+ * multi-row kernels with one row. */
+AVX2 static float vec_dot_avx2(enum rig_type weight_type, const void *w, const void *x, size_t n)
+{
+        float y;
+        switch (weight_type) {
+        case RIG_TYPE_F32:
+                return dot_f32_avx2(w, x, n);
+        case RIG_TYPE_F16:
+                return dot_f16_avx2(w, x, n);
+        case RIG_TYPE_BF16:
+                return dot_bf16_avx2(w, x, n);
+        case RIG_TYPE_Q4_0:
+                RIG_ASSERT(n % QK4_0 == 0, "q4_0 dot of %zu", n);
+                return dot_q4_0_q8_0_avx2(w, x, n / QK4_0);
+        case RIG_TYPE_Q8_0:
+                RIG_ASSERT(n % QK8_0 == 0, "q8_0 dot of %zu", n);
+                return dot_q8_0_q8_0_avx2(w, x, n / QK8_0);
+        case RIG_TYPE_Q4_K:
+                RIG_ASSERT(n % QK_K == 0, "q4_K dot of %zu", n);
+                mr_q45_K(1, 0, w, 0, x, n / QK_K, &y);
+                return y;
+        case RIG_TYPE_Q5_K:
+                RIG_ASSERT(n % QK_K == 0, "q5_K dot of %zu", n);
+                mr_q45_K(1, 1, w, 0, x, n / QK_K, &y);
+                return y;
+        case RIG_TYPE_Q6_K:
+                RIG_ASSERT(n % QK_K == 0, "q6_K dot of %zu", n);
+                mr_q6_K(1, w, 0, x, n / QK_K, &y);
+                return y;
+        default:
+                RIG_ASSERT(0, "vec_dot of weight type %d", (int)weight_type);
+                return 0;
+        }
+}
 
 /* The multi-row kernel for a type, or NULL (the float types: one row at a time). */
 typedef void (*matvec_fn)(const uint8_t *w, size_t rb, int begin, int end, const void *x, size_t n, float *y);

@@ -216,7 +216,7 @@ static void dequantize_q8_K(const struct block_q8_K *x, float *y, size_t nb)
 {
         for (size_t i = 0; i < nb; i++, y += QK_K)
                 for (int j = 0; j < QK_K; j++)
-                        y[j] = x[i].d[j / 32] * (float)x[i].qs[j];
+                        y[j] = x[i].d * (float)x[i].m[j / 32] * (float)x[i].qs[j];
 }
 
 void rig_dequantize_row(enum rig_type type, const void *src, float *dst, size_t n)
@@ -352,15 +352,26 @@ static void quantize_q8_0(const float *x, struct block_q8_0 *y, size_t nb)
         }
 }
 
-/* Symmetric 8-bit, a float scale d = amax / 127 per 32 elements; q in -127..127 so |q| fits the
- * unsigned operand of maddubs. bsums[g] = sum of the 16 q of group g, for the mins of the K
+/* Symmetric 8-bit, q in -127..127 so |q| fits the unsigned operand of maddubs. The block scale
+ * is d = amax / (127 * MAX_MULT); sub-block j takes the smallest multiplier m_j with
+ * amax_j <= 127 * d * m_j, so its step d * m_j is within a factor (1 + 1/(MAX_MULT * amax_j /
+ * amax)) of its own amax_j / 127. bsums[g] = sum of the 16 q of group g, for the mins of the K
  * types (and Q6_K's -32 offset). */
 static void quantize_q8_K(const float *x, struct block_q8_K *y, size_t nb)
 {
         for (size_t i = 0; i < nb; i++, x += QK_K) {
+                memset(&y[i], 0, sizeof(y[i]));
+                float amax = absmax(x, QK_K);
+                float d = amax / (127.0f * Q8_K_MAX_MULT);
+                y[i].d = d;
                 for (int j = 0; j < QK_K / 32; j++) {
-                        y[i].d[j] = absmax(x + 32 * j, 32) / 127.0f;
-                        round_to_levels(x + 32 * j, y[i].d[j], y[i].qs + 32 * j, 32);
+                        int m = Q8_K_MAX_MULT;
+                        if (d > 0) {
+                                float need = absmax(x + 32 * j, 32) / (127.0f * d);
+                                m = clamp_int((int)ceilf(need), 1, Q8_K_MAX_MULT);
+                        }
+                        y[i].m[j] = (int16_t)m;
+                        round_to_levels(x + 32 * j, d * (float)m, y[i].qs + 32 * j, 32);
                 }
                 for (int g = 0; g < QK_K / 16; g++) {
                         int s = 0;

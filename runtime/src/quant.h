@@ -62,13 +62,19 @@ struct block_q6_K {
 };
 
 /* Activations for the K types: never stored in files, so the layout is rig's own (not ggml's
- * one-scale-per-256 block). A float scale per 32 elements, matching the K types' sub-blocks,
- * keeps 8-bit activation error at the level of Q8_0's. 320 bytes = 5 cache lines: in a
- * 64-byte-aligned row every 32-byte load of qs stays inside one line. */
+ * one-scale-per-256 block). Element e of sub-block j (32 elements, the K types' sub-block) is
+ * d * m[j] * qs[e]: one float scale per block times an integer multiplier per sub-block. The
+ * multiplier keeps 8-bit activation error at the level of a float scale per 32 (Q8_0's), and
+ * being an integer it folds into the weights' integer sub-block scales, so a whole block of
+ * products accumulates in int32 and meets a float once. 320 bytes = 5 cache lines, qs first:
+ * in a 64-byte-aligned row every 32-byte load of qs stays inside one line. */
+#define Q8_K_MAX_MULT 64
 struct block_q8_K {
-        float d[QK_K / 32];             /* scale of elements 32j .. 32j+31 */
         int8_t qs[QK_K];                /* -127..127 */
-        int16_t bsums[QK_K / 16];       /* sums of groups of 16 qs, for the K types' mins */
+        int16_t bsums[QK_K / 16];       /* sums of groups of 16 qs (without m), for the K types' mins */
+        int16_t m[QK_K / 32];           /* multiplier of sub-block j, 1..Q8_K_MAX_MULT */
+        float d;                        /* block scale */
+        uint8_t pad[12];
 };
 
 _Static_assert(sizeof(struct block_q4_0) == 18, "q4_0 layout");

@@ -11,7 +11,8 @@ order of ggml's reference dequantizers, so rounding is the same:
   q4_0/q8_0: q * d
   q4_K/q5_K: (d * sc) * q - (dmin * m)
   q6_K:      (d * sc) * (q - 32)
-  q8_K:      d_j * q (rig's own layout: a float scale per 32 elements)
+  q8_K:      (d * m_j) * q (rig's own layout: a float scale per block, an integer multiplier
+             per 32 elements)
 """
 import os
 import subprocess
@@ -130,12 +131,13 @@ def deq_q6_K(raw):
 
 
 def deq_q8_K(raw):
-    # rig's own activation block (not ggml's): d f32[8] (one per 32 elements) | qs int8 256 |
-    # bsums int16 16
+    # rig's own activation block (not ggml's): qs int8 256 | bsums int16 16 | m int16 8 (one per
+    # 32 elements) | d f32 | 12 bytes of padding
     b = blocks(raw, 320)
-    d = np.ascontiguousarray(b[:, 0:32]).view("<f4").astype(F32)     # [nb, 8]
-    q = b[:, 32:288].view(np.int8).astype(F32)
-    return (np.repeat(d, 32, axis=1) * q).reshape(-1)
+    q = b[:, 0:256].view(np.int8).astype(F32)
+    m = np.ascontiguousarray(b[:, 288:304]).view("<i2").astype(F32)     # [nb, 8]
+    d = np.ascontiguousarray(b[:, 304:308]).view("<f4").astype(F32)     # [nb, 1]
+    return (np.repeat(d * m, 32, axis=1) * q).reshape(-1)
 
 
 DEQUANT = {
@@ -146,16 +148,25 @@ DEQUANT = {
 
 def check_q8_K(raw):
     """The quantized half of the q8_K dump (the random half is raw bits): bsums are the sums of
-    groups of 16, and each 32-element sub-block has its own scale, d_j = amax_j / 127, so its
-    largest |q| is 127 (no data sub-block is all zero). Returns the failures, as text."""
+    groups of 16; multipliers are in 1..64; the block's largest sub-block has multiplier 64 and
+    reaches |q| = 127, and a sub-block with m_j > 1 needed it (max |q| above 127 (m_j - 1) / m_j
+    less the rounding): the multiplier is the smallest that holds the sub-block. Returns the
+    failures, as text."""
     b = blocks(raw, 320)[raw.size // 320 // 2:]
-    q = b[:, 32:288].view(np.int8).astype(np.int32)
-    bs = np.ascontiguousarray(b[:, 288:320]).view("<i2").astype(np.int32)
+    q = b[:, 0:256].view(np.int8).astype(np.int32)
+    bs = np.ascontiguousarray(b[:, 256:288]).view("<i2").astype(np.int32)
+    m = np.ascontiguousarray(b[:, 288:304]).view("<i2").astype(np.int32)
+    qmax = np.abs(q).reshape(-1, 8, 32).max(axis=2)
     failures = []
     if not np.array_equal(q.reshape(-1, 16, 16).sum(axis=2), bs):
         failures.append("bsums are not the sums of groups of 16")
-    if not (np.abs(q).reshape(-1, 8, 32).max(axis=2) == 127).all():
-        failures.append("a 32-element sub-block does not reach |q| = 127 (not scaled per 32)")
+    if not ((m >= 1) & (m <= 64)).all():
+        failures.append("a multiplier outside 1..64")
+    if not ((qmax == 127) & (m == 64)).any(axis=1).all():
+        failures.append("a block whose largest sub-block is not at multiplier 64 and |q| = 127")
+    need = np.where(m > 1, np.floor(127.0 * (m - 1) / m - 0.5), 0)
+    if not (qmax >= need).all():
+        failures.append("a sub-block whose multiplier is larger than it needs")
     return failures
 
 
