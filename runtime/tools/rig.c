@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "backend_cpu.h"
 #include "forward.h"
 #include "gguf.h"
 #include "kv.h"
@@ -69,6 +70,17 @@ static int open_model(const char *path, struct rig_model **out)
                 gguf_close(f);
         }
         return r;
+}
+
+/* A session of n_ctx positions on the CPU backend. */
+static int open_session(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int n_threads,
+                        struct rig_session **out)
+{
+        struct rig_backend *b;
+        int r = cpu_backend_new(m, n_ctx, kv_type, n_threads, &b);
+        if (r < 0)
+                return r;
+        return session_new(b, out);
 }
 
 static int open_tokenizer(const struct rig_model *m, const char *path, struct rig_tokenizer **out)
@@ -278,7 +290,7 @@ static int cmd_logits(int argc, char **argv)
                 return 1;
         }
         struct rig_session *s = NULL;
-        int r = session_new(m, (uint32_t)n, kv_type, n_threads, &s);
+        int r = open_session(m, (uint32_t)n, kv_type, n_threads, &s);
         FILE *out = r == 0 ? fopen(out_path, "wb") : NULL;
         if (r < 0)
                 fprintf(stderr, "rig: creating a session: %s\n", strerror(-r));
@@ -341,7 +353,7 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                 }
         struct rig_session *s = NULL;
         struct sampler smp;
-        if ((r = session_new(m, n_ctx, o->kv_type, o->n_threads, &s)) < 0) {
+        if ((r = open_session(m, n_ctx, o->kv_type, o->n_threads, &s)) < 0) {
                 if (r == -EINVAL)
                         fprintf(stderr, "rig: a KV cache in this type needs a head size that is a multiple of its "
                                 "block (head size %u): use --kv f16\n", m->cfg.head_dim);

@@ -1,36 +1,31 @@
-/* forward.h — running a model on the CPU, one token at a time: the reference every GPU kernel is
- * checked against, and the fallback where no GPU is. */
+/* forward.h — running a model one token at a time on any backend (backend.h): the llama / qwen2
+ * decoder, written once. */
 #pragma once
 
 #include <stddef.h>
 #include <stdint.h>
 
-#include "kv.h"
-#include "model.h"
-
-struct cpu_pool;
+#include "backend.h"
 
 struct rig_session {
-        const struct rig_model *model;
-        struct rig_kv kv;
-        struct cpu_pool *pool;
+        struct rig_backend *backend;
+        const struct rig_model *model;  /* the backend's view of it */
         uint32_t n_ctx;
 
-        /* activations of the token being run; shapes in the names' comments */
+        /* activations of the token being run, in the backend's memory; shapes in the comments */
         float *x;               /* [n_embd] residual stream */
         float *xn;              /* [max(n_embd, q_dim, n_ff)] normed input of the next product */
         float *q, *k, *v;       /* [q_dim], [kv_dim], [kv_dim] */
         float *att;             /* [q_dim] attention output, heads side by side */
         float *gate, *up;       /* [n_ff] */
         float *proj;            /* [n_embd] output of Wo and Wdown, added to x */
-        float *logits;          /* [n_vocab] */
-        void *xq;               /* xn converted to the weight's dot-product type */
-        float *thread_scratch;  /* per thread: scores [group][n_ctx], k and v rows [head_dim] */
-        size_t thread_scratch_floats;
+        float *out;             /* [n_vocab] logits */
+
+        float *logits;          /* [n_vocab] the last token's logits, in host memory */
 };
 
-int session_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int n_threads,
-                struct rig_session **out);
+/* A session over backend b, which it then owns (freed with it, also on failure). */
+int session_new(struct rig_backend *b, struct rig_session **out);
 void session_free(struct rig_session *s);
 
 /* Runs token at position pos (0 <= pos < n_ctx, earlier positions already run) and leaves its
