@@ -210,8 +210,15 @@ int model_load(struct gguf_file *f, struct rig_model **out, char *err, size_t si
         for (uint32_t i = 0; i < c->n_layer; i++)
                 if ((r = load_layer(f, c, i, &m->layers[i], err, size)) < 0)
                         goto fail;
-        for (size_t i = 0; i < f->n_tensors; i++)
-                m->weights_bytes += f->tensors[i].size_bytes;
+        for (size_t i = 0; i < f->n_tensors; i++) {
+                const struct gguf_tensor *t = &f->tensors[i];
+                m->weights_bytes += t->size_bytes;
+                m->n_params += t->ne[0] * t->ne[1] * t->ne[2] * t->ne[3];
+        }
+        /* a decode step reads one row of the embedding, unless it is also the output matrix */
+        m->token_bytes = m->weights_bytes;
+        if (m->output.data != m->tok_embd.data)
+                m->token_bytes -= (size_t)m->tok_embd.n_out * m->tok_embd.row_bytes;
         *out = m;
         return 0;
 fail:

@@ -53,7 +53,9 @@ struct rig_model {
         struct rig_weight output;       /* [n_vocab][n_embd]; the embedding when tied */
         const float *rope_freqs;        /* Llama 3.1 scaling: per-pair divisors [head_dim/2], or NULL */
         struct rig_layer *layers;
-        size_t weights_bytes;
+        size_t weights_bytes;           /* every tensor of the file */
+        size_t token_bytes;             /* the weight bytes one decode step streams */
+        uint64_t n_params;
 };
 
 /* Loads a model from an open GGUF file (which it then owns). err says which key or tensor is

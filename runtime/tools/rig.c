@@ -1,6 +1,7 @@
-/* rig.c — the runtime's command line: run, logits, tokenize, synth (serve, bench and plan come
- * with the GPU backend and the planner). */
+/* rig.c — the runtime's command line: run, bench, logits, tokenize, synth (serve and plan come
+ * with the server and the planner). */
 #include <errno.h>
+#include <math.h>
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -477,6 +478,187 @@ static int cmd_run(int argc, char **argv)
         return r;
 }
 
+/* ---- rig bench ---- */
+
+struct bench_options {
+        const char *model_path;
+        int n_prompt, n_gen, reps, n_threads;
+        enum rig_type kv_type;
+        bool is_json, use_cpu;
+};
+
+struct bench_result {
+        const char *test;               /* "pp512", "tg128" */
+        int n_tokens;
+        double mean_tps, stddev_tps;
+};
+
+/* Token ids for a benchmark: any valid ids do, the speed does not depend on them. */
+static int32_t bench_token(const struct rig_model *m, uint32_t i)
+{
+        return (int32_t)((i * 7919u + 13u) % m->cfg.n_vocab);
+}
+
+/* Runs n tokens from position 0 on a fresh cache (what llama-bench's pp and tg do); seconds. */
+static int bench_once(struct rig_session *s, int n, double *seconds)
+{
+        double t0 = now_s();
+        for (int i = 0; i < n; i++) {
+                int r = session_eval(s, bench_token(s->model, (uint32_t)i), (uint32_t)i);
+                if (r < 0)
+                        return r;
+        }
+        *seconds = now_s() - t0;
+        return 0;
+}
+
+/* One warm-up run, then reps timed runs: mean and sample stddev of tokens per second. */
+static int bench_test(struct rig_session *s, const char *prefix, int n, int reps, struct bench_result *out,
+                      char *name, size_t name_size)
+{
+        double sum = 0, sum2 = 0, t;
+        int r = bench_once(s, n < 16 ? n : 16, &t);
+        for (int k = 0; r == 0 && k < reps; k++) {
+                r = bench_once(s, n, &t);
+                double tps = n / t;
+                sum += tps;
+                sum2 += tps * tps;
+        }
+        if (r < 0)
+                return r;
+        snprintf(name, name_size, "%s%d", prefix, n);
+        out->test = name;
+        out->n_tokens = n;
+        out->mean_tps = sum / reps;
+        double var = reps > 1 ? (sum2 - sum * sum / reps) / (reps - 1) : 0;
+        out->stddev_tps = var > 0 ? sqrt(var) : 0;
+        return 0;
+}
+
+/* Host memory copy bandwidth, bytes/s: the best of a few 256 MiB memcpy. The CPU's ceiling for a
+ * decoder that streams every weight byte once per token. */
+static double host_copy_bandwidth(void)
+{
+        const size_t n = 256u << 20;
+        char *a = malloc(n), *b = malloc(n);
+        double best = 0;
+        if (!a || !b)
+                goto out;
+        memset(a, 1, n);
+        memset(b, 2, n);
+        for (int k = 0; k < 3; k++) {
+                double t0 = now_s();
+                memcpy(b, a, n);
+                double t = now_s() - t0;
+                /* a copy reads n and writes n bytes */
+                if (t > 0 && 2.0 * n / t > best)
+                        best = 2.0 * n / t;
+        }
+out:
+        free(a);
+        free(b);
+        return best;
+}
+
+static void bench_print(const struct bench_options *o, const struct rig_model *m, const char *backend,
+                        const struct bench_result *res, int n_res, double copy_bw)
+{
+        const char *name = strrchr(o->model_path, '/') ? strrchr(o->model_path, '/') + 1 : o->model_path;
+        double params = (double)m->n_params;
+        if (o->is_json) {
+                printf("{\"model\":\"%s\",\"size_bytes\":%zu,\"params\":%.0f,\"backend\":\"%s\",\"split\":\"none\","
+                       "\"threads\":%d,\"copy_bandwidth_bytes_per_s\":%.0f,\"results\":[",
+                       name, m->weights_bytes, params, backend, o->n_threads, copy_bw);
+                for (int i = 0; i < n_res; i++) {
+                        double bw = res[i].test[0] == 't' ? (double)m->token_bytes * res[i].mean_tps : 0;
+                        printf("%s{\"test\":\"%s\",\"n_tokens\":%d,\"reps\":%d,\"tokens_per_s\":%.3f,\"stddev\":%.3f",
+                               i ? "," : "", res[i].test, res[i].n_tokens, o->reps, res[i].mean_tps, res[i].stddev_tps);
+                        if (bw > 0)
+                                printf(",\"weight_bytes_per_s\":%.0f,\"fraction_of_copy_bandwidth\":%.4f", bw,
+                                       copy_bw > 0 ? bw / copy_bw : 0);
+                        printf("}");
+                }
+                printf("]}\n");
+                return;
+        }
+        /* llama-bench's units: GiB and billions, with MiB and millions for small models */
+        bool is_big = m->weights_bytes >= (1u << 30);
+        double size = (double)m->weights_bytes / (is_big ? 1u << 30 : 1u << 20);
+        bool is_billions = params >= 1e9;
+        printf("| model | size | params | backend | split | test | t/s |\n");
+        printf("| --- | ---: | ---: | --- | --- | ---: | ---: |\n");
+        for (int i = 0; i < n_res; i++)
+                printf("| %s | %.2f %s | %.2f %s | %s | none | %s | %.2f ± %.2f |\n", name, size, is_big ? "GiB" : "MiB",
+                       params / (is_billions ? 1e9 : 1e6), is_billions ? "B" : "M", backend, res[i].test,
+                       res[i].mean_tps, res[i].stddev_tps);
+        for (int i = 0; i < n_res; i++) {
+                if (res[i].test[0] != 't')
+                        continue;
+                double bw = (double)m->token_bytes * res[i].mean_tps;
+                printf("\n%s: %.1f GB/s of weights streamed, %.0f%% of the measured copy bandwidth (%.1f GB/s)\n",
+                       res[i].test, bw / 1e9, copy_bw > 0 ? 100 * bw / copy_bw : 0, copy_bw / 1e9);
+        }
+}
+
+static int cmd_bench(int argc, char **argv)
+{
+        struct bench_options o = { .n_prompt = 512, .n_gen = 128, .reps = 5, .n_threads = default_threads(),
+                                   .kv_type = RIG_TYPE_F16 };
+        static const struct option opts[] = {
+                { "model", required_argument, NULL, 'm' }, { "n-prompt", required_argument, NULL, 'p' },
+                { "n-gen", required_argument, NULL, 'n' }, { "repetitions", required_argument, NULL, 'r' },
+                { "threads", required_argument, NULL, 't' }, { "kv", required_argument, NULL, 'k' },
+                { "json", no_argument, NULL, 'j' }, { "cpu", no_argument, NULL, 'C' }, { 0 },
+        };
+        for (int c; (c = getopt_long(argc, argv, "m:p:n:r:t:", opts, NULL)) != -1; ) {
+                switch (c) {
+                case 'm': o.model_path = optarg; break;
+                case 'p': if (!opt_int(optarg, "-p", 0, 1 << 20, &o.n_prompt)) return 2; break;
+                case 'n': if (!opt_int(optarg, "-n", 0, 1 << 20, &o.n_gen)) return 2; break;
+                case 'r': if (!opt_int(optarg, "-r", 1, 1000, &o.reps)) return 2; break;
+                case 't': if (!opt_int(optarg, "--threads", 1, 1024, &o.n_threads)) return 2; break;
+                case 'k':
+                        if (kv_type_from_name(optarg, &o.kv_type) < 0) {
+                                fprintf(stderr, "rig bench: --kv takes f16, q8_0 or f32\n");
+                                return 2;
+                        }
+                        break;
+                case 'j': o.is_json = true; break;
+                case 'C': o.use_cpu = true; break;
+                default: return 2;
+                }
+        }
+        if (!o.model_path || (o.n_prompt == 0 && o.n_gen == 0)) {
+                fprintf(stderr, "usage: rig bench -m FILE [-p 512] [-n 128] [-r 5] [--kv f16|q8_0|f32] [--threads N] [--cpu] [--json]\n");
+                return 2;
+        }
+        struct rig_model *m;
+        if (open_model(o.model_path, &m) < 0)
+                return 1;
+        uint32_t n_ctx = (uint32_t)(o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen);
+        struct rig_session *s;
+        int r = open_session(m, n_ctx, o.kv_type, o.n_threads, &s);
+        if (r < 0) {
+                fprintf(stderr, "rig bench: a session of %u tokens: %s\n", n_ctx, strerror(-r));
+                model_free(m);
+                return 1;
+        }
+        struct bench_result res[2];
+        char names[2][32];
+        int n_res = 0;
+        if (r == 0 && o.n_prompt > 0 && (r = bench_test(s, "pp", o.n_prompt, o.reps, &res[n_res], names[n_res], 32)) == 0)
+                n_res++;
+        if (r == 0 && o.n_gen > 0 && (r = bench_test(s, "tg", o.n_gen, o.reps, &res[n_res], names[n_res], 32)) == 0)
+                n_res++;
+        if (r < 0)
+                fprintf(stderr, "rig bench: running the model: %s\n", strerror(-r));
+        else
+                bench_print(&o, m, s->backend->ops->name, res, n_res, host_copy_bandwidth());
+        session_free(s);
+        model_free(m);
+        return r < 0 ? 1 : 0;
+}
+
 /* ---- rig synth ---- */
 
 static int cmd_synth(int argc, char **argv)
@@ -521,6 +703,7 @@ static void usage(FILE *f)
 {
         fprintf(f, "Usage: rig COMMAND ...\n\n"
                    "  run       generate text from a prompt\n"
+                   "  bench     prompt (pp) and generation (tg) speed, llama-bench style\n"
                    "  logits    write the logits of a token sequence (float32, n_tokens x n_vocab)\n"
                    "  tokenize  show how a model's tokenizer splits text\n"
                    "  synth     write a GGUF model of a real shape with random weights\n");
@@ -533,7 +716,7 @@ int main(int argc, char **argv)
                 return 2;
         }
         static const struct { const char *name; int (*run)(int, char **); } commands[] = {
-                { "run", cmd_run }, { "logits", cmd_logits }, { "tokenize", cmd_tokenize }, { "synth", cmd_synth },
+                { "run", cmd_run }, { "bench", cmd_bench }, { "logits", cmd_logits }, { "tokenize", cmd_tokenize }, { "synth", cmd_synth },
         };
         if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
                 usage(stdout);

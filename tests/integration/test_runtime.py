@@ -109,6 +109,31 @@ class Cli(unittest.TestCase):
         err = rig("run", "-m", self.model, "-p", "hi", "-n", "4", "--temp", "0").stderr
         self.assertRegex(err, r"prompt: \d+ tokens .* t/s\); generation: \d+ tokens .* t/s\)")
 
+    def test_bench_reports_pp_and_tg_as_json_and_a_table(self):
+        r = rig("bench", "-m", self.model, "-p", "8", "-n", "6", "-r", "2", "--json")
+        out = json.loads(r.stdout)
+        self.assertEqual(out["backend"], "cpu")
+        # the tensors: all of the file but its header (a small byte vocabulary here)
+        self.assertLess(out["size_bytes"], os.path.getsize(self.model))
+        self.assertGreater(out["size_bytes"], 0.95 * os.path.getsize(self.model))
+        self.assertGreater(out["params"], 1_000_000)
+        self.assertGreater(out["copy_bandwidth_bytes_per_s"], 0)
+        tests = {t["test"]: t for t in out["results"]}
+        self.assertEqual(sorted(tests), ["pp8", "tg6"])
+        for t in tests.values():
+            self.assertEqual(t["reps"], 2)
+            self.assertGreater(t["tokens_per_s"], 0)
+        self.assertGreater(tests["tg6"]["fraction_of_copy_bandwidth"], 0)
+        self.assertNotIn("fraction_of_copy_bandwidth", tests["pp8"])
+        table = rig("bench", "-m", self.model, "-p", "4", "-n", "4", "-r", "1").stdout
+        self.assertIn("| model | size | params | backend | split | test | t/s |", table)
+        self.assertRegex(table, r"\| tiny.gguf \| [0-9.]+ MiB \| [0-9.]+ M \| cpu \| none \| tg4 \| [0-9.]+ ± [0-9.]+ \|")
+
+    def test_bench_without_a_model_is_a_usage_error(self):
+        r = rig("bench", "-p", "8", check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("usage: rig bench", r.stderr)
+
     def test_byte_vocabulary_round_trips_text(self):
         j = json.loads(rig("tokenize", "-m", self.model, "--text", "héllo wörld", "--json").stdout)
         self.assertEqual(len(j["ids"]), len(j["pieces"]))
