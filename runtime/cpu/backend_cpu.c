@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend_cpu.h"
 #include "kv.h"
@@ -245,6 +246,37 @@ static void cpu_add(struct rig_backend *b, float *x, const float *y, uint32_t n)
                 x[i] += y[i];
 }
 
+static double now_s(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The best of three 256 MiB memcpy: one thread, as a decode step's streaming is limited by the
+ * memory more than by the cores on the machines this runs on. */
+static double cpu_copy_bandwidth(struct rig_backend *b)
+{
+        (void)b;
+        const size_t n = 256u << 20;
+        char *src = malloc(n), *dst = malloc(n);
+        double best = 0;
+        if (src && dst) {
+                memset(src, 1, n);
+                memset(dst, 2, n);
+                for (int k = 0; k < 3; k++) {
+                        double t0 = now_s();
+                        memcpy(dst, src, n);
+                        double t = now_s() - t0;
+                        if (t > 0 && 2.0 * n / t > best)
+                                best = 2.0 * n / t;
+                }
+        }
+        free(src);
+        free(dst);
+        return best;
+}
+
 static const struct rig_backend_ops cpu_ops = {
         .name = "cpu",
         .free = cpu_free,
@@ -259,6 +291,7 @@ static const struct rig_backend_ops cpu_ops = {
         .attention = cpu_attention,
         .swiglu = cpu_swiglu,
         .add = cpu_add,
+        .copy_bandwidth = cpu_copy_bandwidth,
 };
 
 static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)

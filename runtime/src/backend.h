@@ -42,6 +42,11 @@ struct rig_backend_ops {
         void (*swiglu)(struct rig_backend *b, float *out, const float *gate, const float *up, uint32_t n);
         /* x[n] += y[n]. */
         void (*add)(struct rig_backend *b, float *x, const float *y, uint32_t n);
+
+        /* The memory's copy bandwidth in bytes/s (bytes read + bytes written), measured now: the
+         * ceiling of a decoder that streams every weight byte once per token (rig bench). 0 when
+         * it could not be measured. */
+        double (*copy_bandwidth)(struct rig_backend *b);
 };
 
 struct rig_backend {

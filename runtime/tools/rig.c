@@ -11,6 +11,9 @@
 #include <unistd.h>
 
 #include "backend_cpu.h"
+#ifdef RIG_HAVE_GPU
+#include "backend_gpu.h"
+#endif
 #include "forward.h"
 #include "gguf.h"
 #include "kv.h"
@@ -73,13 +76,29 @@ static int open_model(const char *path, struct rig_model **out)
         return r;
 }
 
-/* A session of n_ctx positions on the CPU backend. */
+/* A session of n_ctx positions: on GPU 0 where this build has a GPU backend and a GPU is there
+ * (unless use_cpu), else on the CPU, saying why on stderr. */
 static int open_session(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int n_threads,
-                        struct rig_session **out)
+                        bool use_cpu, struct rig_session **out)
 {
-        struct rig_backend *b;
-        int r = cpu_backend_new(m, n_ctx, kv_type, n_threads, &b);
-        if (r < 0)
+        struct rig_backend *b = NULL;
+        int r;
+#ifdef RIG_HAVE_GPU
+        if (!use_cpu && gpu_device_count() > 0) {
+                char err[ERR_LEN] = "";
+                r = gpu_backend_new(m, n_ctx, kv_type, 0, &b, err, sizeof(err));
+                if (r < 0) {
+                        fprintf(stderr, "rig: GPU 0: %s; running on the CPU (--cpu to ask for it)\n",
+                                err[0] ? err : strerror(-r));
+                        b = NULL;
+                }
+        } else if (!use_cpu) {
+                fprintf(stderr, "rig: no GPU found; running on the CPU\n");
+        }
+#else
+        (void)use_cpu;
+#endif
+        if (!b && (r = cpu_backend_new(m, n_ctx, kv_type, n_threads, &b)) < 0)
                 return r;
         return session_new(b, out);
 }
@@ -262,10 +281,11 @@ static int cmd_logits(int argc, char **argv)
 {
         const char *model_path = NULL, *tokens = NULL, *out_path = NULL, *kv_name = "f32";
         int n_threads = default_threads();
+        bool use_cpu = false;
         static const struct option opts[] = {
                 { "model", required_argument, NULL, 'm' }, { "tokens", required_argument, NULL, 't' },
                 { "out", required_argument, NULL, 'o' }, { "kv", required_argument, NULL, 'k' },
-                { "threads", required_argument, NULL, 'T' }, { 0 },
+                { "threads", required_argument, NULL, 'T' }, { "cpu", no_argument, NULL, 'C' }, { 0 },
         };
         for (int c; (c = getopt_long(argc, argv, "m:o:", opts, NULL)) != -1; ) {
                 switch (c) {
@@ -274,6 +294,7 @@ static int cmd_logits(int argc, char **argv)
                 case 'o': out_path = optarg; break;
                 case 'k': kv_name = optarg; break;
                 case 'T': if (!opt_int(optarg, "--threads", 1, 1024, &n_threads)) return 2; break;
+                case 'C': use_cpu = true; break;
                 default: return 2;
                 }
         }
@@ -282,7 +303,7 @@ static int cmd_logits(int argc, char **argv)
         size_t n;
         if (!model_path || !tokens || !out_path || kv_type_from_name(kv_name, &kv_type) < 0 ||
             parse_tokens(tokens, &ids, &n) < 0) {
-                fprintf(stderr, "usage: rig logits -m FILE --tokens 1,2,3 --out FILE.f32 [--kv f32|f16|q8_0] [--threads N]\n");
+                fprintf(stderr, "usage: rig logits -m FILE --tokens 1,2,3 --out FILE.f32 [--kv f32|f16|q8_0] [--threads N] [--cpu]\n");
                 return 2;
         }
         struct rig_model *m;
@@ -291,7 +312,7 @@ static int cmd_logits(int argc, char **argv)
                 return 1;
         }
         struct rig_session *s = NULL;
-        int r = open_session(m, (uint32_t)n, kv_type, n_threads, &s);
+        int r = open_session(m, (uint32_t)n, kv_type, n_threads, use_cpu, &s);
         FILE *out = r == 0 ? fopen(out_path, "wb") : NULL;
         if (r < 0)
                 fprintf(stderr, "rig: creating a session: %s\n", strerror(-r));
@@ -326,6 +347,7 @@ struct run_options {
         uint32_t n_ctx;
         enum rig_type kv_type;
         struct sampler_params sp;
+        bool use_cpu;
 };
 
 static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct run_options *o)
@@ -354,7 +376,7 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                 }
         struct rig_session *s = NULL;
         struct sampler smp;
-        if ((r = open_session(m, n_ctx, o->kv_type, o->n_threads, &s)) < 0) {
+        if ((r = open_session(m, n_ctx, o->kv_type, o->n_threads, o->use_cpu, &s)) < 0) {
                 if (r == -EINVAL)
                         fprintf(stderr, "rig: a KV cache in this type needs a head size that is a multiple of its "
                                 "block (head size %u): use --kv f16\n", m->cfg.head_dim);
@@ -455,7 +477,7 @@ static int cmd_run(int argc, char **argv)
                         }
                         break;
                 case 't': if (!opt_int(optarg, "--threads", 1, 1024, &o.n_threads)) return 2; break;
-                case 'C': break;        /* the CPU is the only backend so far */
+                case 'C': o.use_cpu = true; break;
                 default: return 2;
                 }
         }
@@ -535,31 +557,6 @@ static int bench_test(struct rig_session *s, const char *prefix, int n, int reps
         return 0;
 }
 
-/* Host memory copy bandwidth, bytes/s: the best of a few 256 MiB memcpy. The CPU's ceiling for a
- * decoder that streams every weight byte once per token. */
-static double host_copy_bandwidth(void)
-{
-        const size_t n = 256u << 20;
-        char *a = malloc(n), *b = malloc(n);
-        double best = 0;
-        if (!a || !b)
-                goto out;
-        memset(a, 1, n);
-        memset(b, 2, n);
-        for (int k = 0; k < 3; k++) {
-                double t0 = now_s();
-                memcpy(b, a, n);
-                double t = now_s() - t0;
-                /* a copy reads n and writes n bytes */
-                if (t > 0 && 2.0 * n / t > best)
-                        best = 2.0 * n / t;
-        }
-out:
-        free(a);
-        free(b);
-        return best;
-}
-
 static void bench_print(const struct bench_options *o, const struct rig_model *m, const char *backend,
                         const struct bench_result *res, int n_res, double copy_bw)
 {
@@ -637,7 +634,7 @@ static int cmd_bench(int argc, char **argv)
                 return 1;
         uint32_t n_ctx = (uint32_t)(o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen);
         struct rig_session *s;
-        int r = open_session(m, n_ctx, o.kv_type, o.n_threads, &s);
+        int r = open_session(m, n_ctx, o.kv_type, o.n_threads, o.use_cpu, &s);
         if (r < 0) {
                 fprintf(stderr, "rig bench: a session of %u tokens: %s\n", n_ctx, strerror(-r));
                 model_free(m);
@@ -653,7 +650,7 @@ static int cmd_bench(int argc, char **argv)
         if (r < 0)
                 fprintf(stderr, "rig bench: running the model: %s\n", strerror(-r));
         else
-                bench_print(&o, m, s->backend->ops->name, res, n_res, host_copy_bandwidth());
+                bench_print(&o, m, s->backend->ops->name, res, n_res, s->backend->ops->copy_bandwidth(s->backend));
         session_free(s);
         model_free(m);
         return r < 0 ? 1 : 0;

@@ -1,0 +1,472 @@
+/* backend_gpu.cu — struct rig_backend_ops on one GPU: weights uploaded once into one device
+ * allocation, the KV cache and activations in device memory, every op enqueued on one stream
+ * (read() synchronises). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vendor.h"
+
+#include "backend_gpu.h"
+#include "kernels.h"
+#include "rig_assert.h"
+
+#if defined(RIG_HIP) || defined(__HIP_PLATFORM_AMD__)
+#define VENDOR_LABEL "HIP"
+#else
+#define VENDOR_LABEL "CUDA"
+#endif
+
+/* Weights start at multiples of this: more than the 16 bytes the vector loads need, and a
+ * whole number of cache lines. */
+#define WEIGHT_ALIGN 256
+
+struct gpu_backend {
+        struct rig_backend base;        /* first: the ops are handed &base */
+        struct gpu_launch launch;
+        int device;
+        struct rig_model model;         /* copy of the host model, weight pointers into weights */
+        struct rig_layer *layers;       /* host array [n_layer] of device pointers */
+        uint8_t *weights;               /* device: every tensor, WEIGHT_ALIGN apart */
+        double *rope_freqs;             /* device [head_dim / 2]: per-pair angle per position */
+        struct rig_kv kv;               /* k, v in device memory */
+        void **allocs;                  /* from alloc(), freed with the backend */
+        size_t n_allocs, allocs_cap;
+        int32_t token;
+        uint32_t pos;
+        cudaError_t error;              /* first failure of an op, and which op */
+        const char *error_op;
+};
+
+static struct gpu_backend *to_gpu(struct rig_backend *b)
+{
+        return (struct gpu_backend *)b;
+}
+
+static void note_error(struct gpu_backend *g, cudaError_t e, const char *op)
+{
+        if (e != cudaSuccess && g->error == cudaSuccess) {
+                g->error = e;
+                g->error_op = op;
+        }
+}
+
+/* After each launch: a bad configuration or a fault of an earlier kernel shows here. */
+static void check_launch(struct gpu_backend *g, const char *op)
+{
+        note_error(g, cudaGetLastError(), op);
+}
+
+/* ---- uploading the model ---- */
+
+/* Walks every tensor of the model twice: once to size the allocation (base == NULL), once to
+ * copy each tensor to base + its offset and point the copy's fields there. */
+struct placer {
+        uint8_t *base;
+        size_t offset;
+        cudaError_t error;
+};
+
+static const void *place(struct placer *p, const void *src, size_t bytes)
+{
+        if (!src || bytes == 0)
+                return NULL;            /* optional tensors (biases, rope_freqs) */
+        size_t off = (p->offset + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
+        p->offset = off + bytes;
+        if (!p->base)
+                return NULL;
+        if (p->error == cudaSuccess)
+                p->error = cudaMemcpy(p->base + off, src, bytes, cudaMemcpyHostToDevice);
+        return p->base + off;
+}
+
+static const float *place_floats(struct placer *p, const float *src, size_t n)
+{
+        return (const float *)place(p, src, n * sizeof(float));
+}
+
+static struct rig_weight place_weight(struct placer *p, const struct rig_weight *w)
+{
+        struct rig_weight d = *w;
+        d.data = place(p, w->data, w->row_bytes * w->n_out);
+        return d;
+}
+
+static void place_layer(struct placer *p, const struct rig_config *c, const struct rig_layer *l, struct rig_layer *d)
+{
+        size_t q_dim = (size_t)c->n_head * c->head_dim, kv_dim = (size_t)c->n_head_kv * c->head_dim;
+        d->attn_norm = place_floats(p, l->attn_norm, c->n_embd);
+        d->wq = place_weight(p, &l->wq);
+        d->wk = place_weight(p, &l->wk);
+        d->wv = place_weight(p, &l->wv);
+        d->wo = place_weight(p, &l->wo);
+        d->bq = place_floats(p, l->bq, q_dim);
+        d->bk = place_floats(p, l->bk, kv_dim);
+        d->bv = place_floats(p, l->bv, kv_dim);
+        d->ffn_norm = place_floats(p, l->ffn_norm, c->n_embd);
+        d->w_gate = place_weight(p, &l->w_gate);
+        d->w_up = place_weight(p, &l->w_up);
+        d->w_down = place_weight(p, &l->w_down);
+}
+
+static void place_model(struct placer *p, const struct rig_model *m, struct rig_model *d, struct rig_layer *layers)
+{
+        const struct rig_config *c = &m->cfg;
+        d->tok_embd = place_weight(p, &m->tok_embd);
+        if (m->output.data == m->tok_embd.data)
+                d->output = d->tok_embd;        /* tied: one copy */
+        else
+                d->output = place_weight(p, &m->output);
+        d->output_norm = place_floats(p, m->output_norm, c->n_embd);
+        d->rope_freqs = place_floats(p, m->rope_freqs, c->head_dim / 2);
+        for (uint32_t i = 0; i < c->n_layer; i++)
+                place_layer(p, c, &m->layers[i], &layers[i]);
+}
+
+static int check_weight(const struct rig_weight *w, const char *what, uint32_t layer, char *err, size_t err_size)
+{
+        if (!w->data || gpu_type_supported(w->type))
+                return 0;
+        const struct rig_type_info *t = rig_type_get(w->type);
+        return errmsg(err, err_size, -EINVAL, "%s of layer %u is %s: no GPU kernel for it", what, layer,
+                      t ? t->name : "an unknown type");
+}
+
+static int check_model(const struct rig_model *m, enum rig_type kv_type, char *err, size_t err_size)
+{
+        const struct rig_config *c = &m->cfg;
+        if (kv_type != RIG_TYPE_F32 && kv_type != RIG_TYPE_F16 && kv_type != RIG_TYPE_Q8_0)
+                return errmsg(err, err_size, -EINVAL, "KV cache type %d: the GPU takes f32, f16 or q8_0", (int)kv_type);
+        if (c->head_dim > GPU_MAX_HEAD_DIM || c->head_dim % 2 != 0 || c->n_head_kv == 0 || c->n_head % c->n_head_kv != 0)
+                return errmsg(err, err_size, -EINVAL, "attention of %u heads, %u KV heads of %u: the GPU takes even head "
+                              "sizes up to %u and whole groups", c->n_head, c->n_head_kv, c->head_dim, GPU_MAX_HEAD_DIM);
+        if (kv_type == RIG_TYPE_Q8_0 && c->head_dim % QK8_0 != 0)
+                return errmsg(err, err_size, -EINVAL, "a q8_0 KV cache needs head size a multiple of 32, not %u", c->head_dim);
+        int r = 0;
+        if ((r = check_weight(&m->tok_embd, "token_embd", 0, err, err_size)) < 0 ||
+            (r = check_weight(&m->output, "output", 0, err, err_size)) < 0)
+                return r;
+        for (uint32_t i = 0; i < c->n_layer && r == 0; i++) {
+                const struct rig_layer *l = &m->layers[i];
+                const struct rig_weight *ws[] = { &l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down };
+                const char *names[] = { "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down" };
+                for (size_t j = 0; j < sizeof(ws) / sizeof(ws[0]) && r == 0; j++)
+                        r = check_weight(ws[j], names[j], i, err, err_size);
+        }
+        return r;
+}
+
+static int upload_weights(struct gpu_backend *g, const struct rig_model *m, char *err, size_t err_size)
+{
+        struct placer sizing = { NULL, 0, cudaSuccess };
+        place_model(&sizing, m, &g->model, g->layers);
+        cudaError_t e = cudaMalloc((void **)&g->weights, sizing.offset ? sizing.offset : 1);
+        if (e != cudaSuccess)
+                return errmsg(err, err_size, -ENOMEM, "allocating %zu MiB for weights on " VENDOR_LABEL " device %d: %s",
+                              sizing.offset >> 20, g->device, cudaGetErrorString(e));
+        struct placer copy = { g->weights, 0, cudaSuccess };
+        place_model(&copy, m, &g->model, g->layers);
+        if (copy.error != cudaSuccess)
+                return errmsg(err, err_size, -EIO, "uploading weights to " VENDOR_LABEL " device %d: %s", g->device,
+                              cudaGetErrorString(copy.error));
+        return 0;
+}
+
+/* freq_i = base^(-2i/d), divided by rope_freqs[i] when the model has them: as the CPU does it, in
+ * double. */
+static int upload_rope_freqs(struct gpu_backend *g, const struct rig_model *m, char *err, size_t err_size)
+{
+        const struct rig_config *c = &m->cfg;
+        uint32_t n_pairs = c->head_dim / 2;
+        double *freqs = (double *)calloc(n_pairs ? n_pairs : 1, sizeof(double));
+        if (!freqs)
+                return errmsg(err, err_size, -ENOMEM, "allocating the RoPE table");
+        for (uint32_t i = 0; i < n_pairs; i++) {
+                freqs[i] = pow(c->rope_freq_base, -2.0 * i / c->head_dim);
+                if (m->rope_freqs)
+                        freqs[i] /= m->rope_freqs[i];
+        }
+        cudaError_t e = cudaMalloc((void **)&g->rope_freqs, (n_pairs ? n_pairs : 1) * sizeof(double));
+        if (e == cudaSuccess)
+                e = cudaMemcpy(g->rope_freqs, freqs, n_pairs * sizeof(double), cudaMemcpyHostToDevice);
+        free(freqs);
+        if (e != cudaSuccess)
+                return errmsg(err, err_size, -ENOMEM, "uploading the RoPE table to " VENDOR_LABEL " device %d: %s",
+                              g->device, cudaGetErrorString(e));
+        return 0;
+}
+
+static int alloc_kv(struct gpu_backend *g, enum rig_type kv_type, uint32_t n_ctx, char *err, size_t err_size)
+{
+        const struct rig_config *c = &g->model.cfg;
+        struct rig_kv *kv = &g->kv;
+        kv->type = kv_type;
+        kv->n_layer = c->n_layer;
+        kv->n_ctx = n_ctx;
+        kv->kv_dim = c->n_head_kv * c->head_dim;
+        kv->row_bytes = kv_type == RIG_TYPE_F32 ? (size_t)kv->kv_dim * sizeof(float) : rig_row_bytes(kv_type, kv->kv_dim);
+        size_t bytes_each = (size_t)kv->n_layer * n_ctx * kv->row_bytes;
+        cudaError_t e = cudaMalloc((void **)&kv->k, bytes_each ? bytes_each : 1);
+        if (e == cudaSuccess)
+                e = cudaMalloc((void **)&kv->v, bytes_each ? bytes_each : 1);
+        if (e != cudaSuccess)
+                return errmsg(err, err_size, -ENOMEM, "allocating a KV cache of %zu MiB on " VENDOR_LABEL " device %d: %s",
+                              2 * bytes_each >> 20, g->device, cudaGetErrorString(e));
+        return 0;
+}
+
+/* ---- the ops ---- */
+
+static void gpu_free(struct rig_backend *b)
+{
+        struct gpu_backend *g = to_gpu(b);
+        if (!g)
+                return;
+        if (g->launch.stream)
+                cudaStreamSynchronize(g->launch.stream);
+        for (size_t i = 0; i < g->n_allocs; i++)
+                cudaFree(g->allocs[i]);
+        free(g->allocs);
+        cudaFree(g->weights);
+        cudaFree(g->rope_freqs);
+        cudaFree(g->kv.k);
+        cudaFree(g->kv.v);
+        if (g->launch.stream)
+                cudaStreamDestroy(g->launch.stream);
+        free(g->layers);
+        free(g);
+}
+
+static float *gpu_alloc(struct rig_backend *b, size_t n)
+{
+        struct gpu_backend *g = to_gpu(b);
+        if (g->n_allocs == g->allocs_cap) {
+                size_t cap = g->allocs_cap ? 2 * g->allocs_cap : 16;
+                void **a = (void **)realloc(g->allocs, cap * sizeof(*a));
+                if (!a)
+                        return NULL;
+                g->allocs = a;
+                g->allocs_cap = cap;
+        }
+        float *p = NULL;
+        if (cudaMalloc((void **)&p, (n ? n : 1) * sizeof(float)) != cudaSuccess) {
+                cudaGetLastError();     /* out of memory is the caller's to report, not sticky */
+                return NULL;
+        }
+        g->allocs[g->n_allocs++] = p;
+        return p;
+}
+
+static void gpu_read(struct rig_backend *b, float *dst, const float *src, size_t n)
+{
+        struct gpu_backend *g = to_gpu(b);
+        note_error(g, cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, g->launch.stream), "read");
+        note_error(g, cudaStreamSynchronize(g->launch.stream), "read");
+}
+
+static void gpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)
+{
+        struct gpu_backend *g = to_gpu(b);
+        RIG_ASSERT(token >= 0 && (uint32_t)token < g->model.cfg.n_vocab && pos < b->n_ctx,
+                   "token %d of %u at position %u of %u", token, g->model.cfg.n_vocab, pos, b->n_ctx);
+        g->token = token;
+        g->pos = pos;
+}
+
+static void gpu_end_token(struct rig_backend *b)
+{
+}
+
+static void gpu_embed(struct rig_backend *b, float *x)
+{
+        struct gpu_backend *g = to_gpu(b);
+        const struct rig_weight *e = &g->model.tok_embd;
+        const uint8_t *row = (const uint8_t *)e->data + (size_t)g->token * e->row_bytes;
+        gpu_dequantize_row(&g->launch, e->type, row, g->model.cfg.n_embd, x);
+        check_launch(g, "embed");
+}
+
+static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n)
+{
+        struct gpu_backend *g = to_gpu(b);
+        gpu_rmsnorm(&g->launch, out, x, w, n, g->model.cfg.rms_eps);
+        check_launch(g, "rmsnorm");
+}
+
+static void gpu_matvec_op(struct rig_backend *b, const struct rig_weight *w, const float *x, const float *bias, float *y)
+{
+        struct gpu_backend *g = to_gpu(b);
+        gpu_matvec(&g->launch, w, x, bias, y);
+        check_launch(g, "matvec");
+}
+
+static void gpu_rope_op(struct rig_backend *b, float *vec, uint32_t n_heads)
+{
+        struct gpu_backend *g = to_gpu(b);
+        const struct rig_config *c = &g->model.cfg;
+        gpu_rope(&g->launch, vec, n_heads, c->head_dim, c->rope_type, g->rope_freqs, g->pos);
+        check_launch(g, "rope");
+}
+
+static void gpu_attention_op(struct rig_backend *b, uint32_t layer, const float *q, const float *k, const float *v,
+                             float *out)
+{
+        struct gpu_backend *g = to_gpu(b);
+        const struct rig_config *c = &g->model.cfg;
+        gpu_kv_store(&g->launch, &g->kv, layer, g->pos, k, v);
+        gpu_attention(&g->launch, &g->kv, layer, g->pos, q, out, c->n_head, c->n_head_kv, c->head_dim);
+        check_launch(g, "attention");
+}
+
+static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, const float *up, uint32_t n)
+{
+        struct gpu_backend *g = to_gpu(b);
+        gpu_swiglu(&g->launch, out, gate, up, n);
+        check_launch(g, "swiglu");
+}
+
+static void gpu_add_op(struct rig_backend *b, float *x, const float *y, uint32_t n)
+{
+        struct gpu_backend *g = to_gpu(b);
+        gpu_add(&g->launch, x, y, n);
+        check_launch(g, "add");
+}
+
+/* The best of five device-to-device copies of 1 GiB, timed with events on the backend's stream:
+ * large enough that the L2 plays no part. */
+static double gpu_copy_bandwidth(struct rig_backend *b)
+{
+        struct gpu_backend *g = to_gpu(b);
+        const size_t n = (size_t)1 << 30;
+        void *src = NULL, *dst = NULL;
+        cudaEvent_t start = NULL, stop = NULL;
+        double best = 0;
+        if (cudaMalloc(&src, n) == cudaSuccess && cudaMalloc(&dst, n) == cudaSuccess &&
+            cudaEventCreate(&start) == cudaSuccess && cudaEventCreate(&stop) == cudaSuccess &&
+            cudaMemsetAsync(src, 1, n, g->launch.stream) == cudaSuccess) {
+                for (int k = 0; k < 6; k++) {
+                        float ms = 0;
+                        cudaEventRecord(start, g->launch.stream);
+                        cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, g->launch.stream);
+                        cudaEventRecord(stop, g->launch.stream);
+                        if (cudaEventSynchronize(stop) != cudaSuccess ||
+                            cudaEventElapsedTime(&ms, start, stop) != cudaSuccess)
+                                break;
+                        if (k > 0 && ms > 0 && 2.0 * n / (ms * 1e-3) > best)   /* the first warms up */
+                                best = 2.0 * n / (ms * 1e-3);
+                }
+        }
+        cudaGetLastError();     /* a failed measurement is reported as 0, not as the ops' error */
+        if (start)
+                cudaEventDestroy(start);
+        if (stop)
+                cudaEventDestroy(stop);
+        cudaFree(src);
+        cudaFree(dst);
+        return best;
+}
+
+static const struct rig_backend_ops gpu_ops = {
+        GPU_VENDOR_NAME,
+        gpu_free,
+        gpu_alloc,
+        gpu_read,
+        gpu_begin_token,
+        gpu_end_token,
+        gpu_embed,
+        gpu_rmsnorm_op,
+        gpu_matvec_op,
+        gpu_rope_op,
+        gpu_attention_op,
+        gpu_swiglu_op,
+        gpu_add_op,
+        gpu_copy_bandwidth,
+};
+
+/* ---- entry points ---- */
+
+extern "C" int gpu_device_count(void)
+{
+        int n = 0;
+        if (cudaGetDeviceCount(&n) != cudaSuccess) {
+                cudaGetLastError();
+                return 0;
+        }
+        return n;
+}
+
+static int open_device(int device, struct gpu_launch *launch, char *err, size_t err_size)
+{
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess) {
+                cudaGetLastError();
+                return errmsg(err, err_size, -ENODEV, "no " VENDOR_LABEL " device: %s", cudaGetErrorString(e));
+        }
+        if (device < 0 || device >= n)
+                return errmsg(err, err_size, -ENODEV, "no " VENDOR_LABEL " device %d: there are %d", device, n);
+        cudaDeviceProp prop;
+        if ((e = cudaSetDevice(device)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, device)) != cudaSuccess)
+                return errmsg(err, err_size, -ENODEV, "opening " VENDOR_LABEL " device %d: %s", device,
+                              cudaGetErrorString(e));
+        if (prop.warpSize != 32 && prop.warpSize != 64)
+                return errmsg(err, err_size, -ENODEV, VENDOR_LABEL " device %d (%s) has warps of %d", device, prop.name,
+                              prop.warpSize);
+        launch->warp_size = prop.warpSize;
+        if ((e = cudaStreamCreateWithFlags(&launch->stream, cudaStreamNonBlocking)) != cudaSuccess)
+                return errmsg(err, err_size, -ENODEV, "creating a stream on " VENDOR_LABEL " device %d: %s", device,
+                              cudaGetErrorString(e));
+        return 0;
+}
+
+extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int device,
+                               struct rig_backend **out, char *err, size_t err_size)
+{
+        int r = check_model(m, kv_type, err, err_size);
+        if (r < 0)
+                return r;
+        if (n_ctx == 0)
+                return errmsg(err, err_size, -EINVAL, "a context of 0 positions");
+        struct gpu_backend *g = (struct gpu_backend *)calloc(1, sizeof(*g));
+        if (!g)
+                return errmsg(err, err_size, -ENOMEM, "allocating the GPU backend");
+        g->device = device;
+        g->model = *m;                  /* hyperparameters, file handle; pointers replaced below */
+        g->layers = (struct rig_layer *)calloc(m->cfg.n_layer ? m->cfg.n_layer : 1, sizeof(struct rig_layer));
+        if (!g->layers) {
+                r = errmsg(err, err_size, -ENOMEM, "allocating the GPU backend");
+                goto fail;
+        }
+        g->model.layers = g->layers;
+        if ((r = open_device(device, &g->launch, err, err_size)) < 0 || (r = upload_weights(g, m, err, err_size)) < 0 ||
+            (r = upload_rope_freqs(g, m, err, err_size)) < 0 || (r = alloc_kv(g, kv_type, n_ctx, err, err_size)) < 0)
+                goto fail;
+        g->base.ops = &gpu_ops;
+        g->base.model = &g->model;
+        g->base.n_ctx = n_ctx;
+        *out = &g->base;
+        return 0;
+fail:
+        cudaGetLastError();
+        gpu_free(&g->base);
+        return r;
+}
+
+extern "C" void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes)
+{
+        struct gpu_backend *g = to_gpu(b);
+        note_error(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->launch.stream), "write");
+        /* src may be freed or reused by the caller as soon as we return */
+        note_error(g, cudaStreamSynchronize(g->launch.stream), "write");
+}
+
+extern "C" int gpu_backend_error(struct rig_backend *b, char *err, size_t err_size)
+{
+        struct gpu_backend *g = to_gpu(b);
+        if (g->error == cudaSuccess)
+                return 0;
+        return errmsg(err, err_size, -EIO, "%s on " VENDOR_LABEL " device %d: %s", g->error_op, g->device,
+                      cudaGetErrorString(g->error));
+}

@@ -1,0 +1,35 @@
+/* backend_gpu.h — the GPU backend (CUDA, or HIP from the same source): struct rig_backend_ops on
+ * one device with every weight and the KV cache in device memory. C entry points. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Usable devices; 0 without a GPU, a driver or a runtime (never fails otherwise). */
+int gpu_device_count(void);
+
+/* Uploads every weight of m to device `device`, allocates a KV cache of n_ctx positions of
+ * kv_type (F32, F16, Q8_0) there and one stream. (*out)->model is a copy of m whose weight
+ * pointers are device memory; m must outlive the backend only for its gguf file handle.
+ * 0, or a negative errno with a sentence in err: -ENODEV (no device, no driver), -ENOMEM (device
+ * memory), -EINVAL (a weight type or shape the kernels do not take). */
+int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int device,
+                    struct rig_backend **out, char *err, size_t err_size);
+
+/* bytes of host memory into backend memory (from alloc(), or any device pointer), in stream
+ * order with the ops. The interface has no upload op yet; tests and later split modes need one. */
+void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes);
+
+/* 0 while every op so far launched and ran, else -EIO with the first failure in err. The ops
+ * themselves return nothing; call this after read(). */
+int gpu_backend_error(struct rig_backend *b, char *err, size_t err_size);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,96 @@
+/* elementwise.cu — the embedding lookup (one row of any weight type to float, with the same
+ * decoders as matvec), SwiGLU and the residual add. */
+#include "dequant.cuh"
+#include "kernels.h"
+#include "rig_assert.h"
+
+#define ELEMENTWISE_BLOCK_THREADS 256
+
+/* out[n] = row decoded; one thread per chunk. */
+template <typename D>
+__global__ void dequantize_row_kernel(const uint8_t *row, uint32_t n, float *out)
+{
+        uint32_t c = blockIdx.x * blockDim.x + threadIdx.x;
+        if (c >= D::chunks(n))
+                return;
+        float v[D::RUNS * D::RUN_LEN];
+        D::decode(row, c, v);
+        float *o = out + D::first(c);
+#pragma unroll
+        for (int r = 0; r < D::RUNS; r++)
+#pragma unroll
+                for (int i = 0; i < D::RUN_LEN; i++)
+                        o[r * D::RUN_STRIDE + i] = v[r * D::RUN_LEN + i];
+}
+
+typedef void (*dequantize_fn)(const uint8_t *, uint32_t, float *);
+
+struct dequantize_entry {
+        enum rig_type type;
+        dequantize_fn vec, scalar;      /* as in matvec.cu: scalar for float rows of n % 8 != 0 */
+        uint32_t vec_elems;             /* elements per chunk of vec */
+};
+
+static const struct dequantize_entry dequantize_table[] = {
+        { RIG_TYPE_F32, dequantize_row_kernel<dec_f32>, dequantize_row_kernel<dec_f32_scalar>, 8 },
+        { RIG_TYPE_F16, dequantize_row_kernel<dec_f16>, dequantize_row_kernel<dec_f16_scalar>, 8 },
+        { RIG_TYPE_BF16, dequantize_row_kernel<dec_bf16>, dequantize_row_kernel<dec_bf16_scalar>, 8 },
+        { RIG_TYPE_Q4_0, dequantize_row_kernel<dec_q4_0>, NULL, 32 },
+        { RIG_TYPE_Q8_0, dequantize_row_kernel<dec_q8_0>, NULL, 32 },
+        { RIG_TYPE_Q4_K, dequantize_row_kernel<dec_q4_k>, NULL, 32 },
+        { RIG_TYPE_Q5_K, dequantize_row_kernel<dec_q5_k>, NULL, 32 },
+        { RIG_TYPE_Q6_K, dequantize_row_kernel<dec_q6_k>, NULL, 32 },
+};
+
+void gpu_dequantize_row(const struct gpu_launch *g, enum rig_type type, const void *row, uint32_t n, float *out)
+{
+        const struct dequantize_entry *e = NULL;
+        for (size_t i = 0; i < sizeof(dequantize_table) / sizeof(dequantize_table[0]); i++)
+                if (dequantize_table[i].type == type)
+                        e = &dequantize_table[i];
+        RIG_ASSERT(e, "dequantize of type %d", (int)type);
+        dequantize_fn fn = e->vec;
+        uint32_t n_chunks = n / e->vec_elems;
+        if (e->scalar && n % 8 != 0) {
+                fn = e->scalar;
+                n_chunks = n;
+        }
+        if (n_chunks == 0)
+                return;
+        uint32_t blocks = (n_chunks + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS;
+        fn<<<blocks, ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>((const uint8_t *)row, n, out);
+}
+
+/* out, gate, up: [n]; silu(v) = v / (1 + e^-v). */
+__global__ void swiglu_kernel(float *out, const float *gate, const float *up, uint32_t n)
+{
+        uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i >= n)
+                return;
+        float v = gate[i];
+        out[i] = __fmul_rn(__fdiv_rn(v, __fadd_rn(1.0f, expf(-v))), up[i]);
+}
+
+__global__ void add_kernel(float *x, const float *y, uint32_t n)
+{
+        uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
+        if (i < n)
+                x[i] += y[i];
+}
+
+static uint32_t elementwise_blocks(uint32_t n)
+{
+        return (n + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS;
+}
+
+void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n)
+{
+        if (n)
+                swiglu_kernel<<<elementwise_blocks(n), ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>(out, gate, up, n);
+}
+
+void gpu_add(const struct gpu_launch *g, float *x, const float *y, uint32_t n)
+{
+        if (n)
+                add_kernel<<<elementwise_blocks(n), ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>(x, y, n);
+}

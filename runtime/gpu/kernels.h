@@ -1,0 +1,42 @@
+/* kernels.h — host-side launchers of the GPU kernels (one .cu file per concept), used by
+ * backend_gpu.cu and the benchmarks. All enqueue on g->stream and return at once; pointers are
+ * device memory; shapes are checked with RIG_ASSERT (only a programmer can break them). */
+#pragma once
+
+#include "vendor.h"
+
+struct gpu_launch {
+        cudaStream_t stream;
+        int warp_size;                  /* of the device: 32, or 64 on AMD gfx9 */
+};
+
+/* Most head_dim the attention kernel holds in registers. */
+#define GPU_MAX_HEAD_DIM 256
+
+/* true when matvec and embed have a kernel for rows of this type. */
+bool gpu_type_supported(enum rig_type type);
+
+/* y[n_out] = W x[n_in] (+ bias[n_out] when not NULL); x 16-byte aligned. */
+void gpu_matvec(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const float *bias, float *y);
+
+/* out[n] = row (one row of type, n elements) as float. */
+void gpu_dequantize_row(const struct gpu_launch *g, enum rig_type type, const void *row, uint32_t n, float *out);
+
+/* out[n] = x * w / rms(x), the sum of squares in double as on the CPU. */
+void gpu_rmsnorm(const struct gpu_launch *g, float *out, const float *x, const float *w, uint32_t n, float eps);
+
+/* Rotates n_heads heads of head_dim in vec by angle pos * freqs[i] for pair i (freqs:
+ * device [head_dim / 2], base^(-2i/d) already divided by any rope_freqs). */
+void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, uint32_t head_dim, enum rig_rope_type type,
+              const double *freqs, uint32_t pos);
+
+/* kv: a struct rig_kv whose k and v point to device memory (same layout as kv.c). */
+void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *k,
+                  const float *v);
+/* out[n_head][head_dim] = softmax(q K^T / sqrt(head_dim)) V over positions 0..pos of layer. */
+void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *q,
+                   float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim);
+
+/* out[n] = silu(gate) * up;  x[n] += y[n]. */
+void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n);
+void gpu_add(const struct gpu_launch *g, float *x, const float *y, uint32_t n);

@@ -1,0 +1,73 @@
+/* vendor.h — the only file that knows HIP exists. The kernels and the backend are written in
+ * CUDA dialect; compiled by hipcc (-DRIG_HIP) the few runtime names they use map to HIP here.
+ * Also the C headers of librig, which need one C++ shim (see below). */
+#pragma once
+
+#if defined(RIG_HIP) || defined(__HIP_PLATFORM_AMD__)
+
+#include <hip/hip_fp16.h>
+#include <hip/hip_runtime.h>
+
+#define GPU_VENDOR_NAME "hip"
+
+#define cudaDeviceProp hipDeviceProp_t
+#define cudaError_t hipError_t
+#define cudaEvent_t hipEvent_t
+#define cudaStream_t hipStream_t
+#define cudaSuccess hipSuccess
+
+#define cudaEventCreate hipEventCreate
+#define cudaEventDestroy hipEventDestroy
+#define cudaEventElapsedTime hipEventElapsedTime
+#define cudaEventRecord hipEventRecord
+#define cudaEventSynchronize hipEventSynchronize
+#define cudaFree hipFree
+#define cudaGetDeviceCount hipGetDeviceCount
+#define cudaGetDeviceProperties hipGetDeviceProperties
+#define cudaGetErrorString hipGetErrorString
+#define cudaGetLastError hipGetLastError
+#define cudaMalloc hipMalloc
+#define cudaMemcpy hipMemcpy
+#define cudaMemcpyAsync hipMemcpyAsync
+#define cudaMemcpyDeviceToDevice hipMemcpyDeviceToDevice
+#define cudaMemcpyDeviceToHost hipMemcpyDeviceToHost
+#define cudaMemcpyHostToDevice hipMemcpyHostToDevice
+#define cudaMemsetAsync hipMemsetAsync
+#define cudaSetDevice hipSetDevice
+#define cudaStreamCreateWithFlags hipStreamCreateWithFlags
+#define cudaStreamDestroy hipStreamDestroy
+#define cudaStreamNonBlocking hipStreamNonBlocking
+#define cudaStreamSynchronize hipStreamSynchronize
+
+/* ROCm before 6.2 has no _sync shuffles; a wavefront always runs in lockstep, the mask is moot. */
+#define __shfl_xor_sync(mask, var, lane_mask) __shfl_xor(var, lane_mask)
+
+/* Wavefronts are 64 wide on gfx9 (MI50/MI100/MI200/MI300) and 32 on gfx10+ (HIP's default there).
+ * Only the device passes know which; the host pass (one for all offload targets) must take the
+ * width from the device's properties when it sizes launches (gpu_backend's warp_size). */
+#if defined(__AMDGCN_WAVEFRONT_SIZE)
+#define WARP_SIZE __AMDGCN_WAVEFRONT_SIZE
+#else
+#define WARP_SIZE 64
+#endif
+
+#else /* CUDA */
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#define GPU_VENDOR_NAME "cuda"
+#define WARP_SIZE 32
+
+#endif
+
+/* librig's headers are C17; C++ has static_assert where C has _Static_assert (nvcc's front end
+ * does not accept the C spelling), and the functions have C linkage. */
+#define _Static_assert static_assert
+extern "C" {
+#include "errmsg.h"
+#include "kv.h"
+#include "model.h"
+#include "quant.h"
+}
+#undef _Static_assert

@@ -1,0 +1,96 @@
+"""The whole model on the GPU against the CPU backend: logits of synth models of every weight type
+(rig logits with and without --cpu), and greedy text (rig run --temp 0). Skipped, saying so, where
+rig finds no GPU.
+
+    RIG=build/runtime/rig python3 tests/gpu/test_gpu_model.py
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+
+RIG = os.environ.get("RIG", "build/runtime/rig")
+TOKENS = "1,72,101,108,259,111,33,10,200,17,3,99"
+
+# The GPU computes with float32 activations; the CPU with float32 for float weights (so only
+# summation order separates them, < 1e-4) and 8-bit activations for quantized weights (about
+# 0.7% from float64, see tests/integration/test_runtime.py): the bound there is the CPU's own.
+FLOAT_TYPES = ["F32", "F16", "BF16"]
+QUANT_TYPES = ["Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q4_K_M"]
+
+
+def rig(*args, check=True):
+    r = subprocess.run([RIG, *args], capture_output=True, text=True, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"rig {' '.join(args)}: rc {r.returncode}\n{r.stderr}")
+    return r
+
+
+def have_gpu():
+    with tempfile.TemporaryDirectory() as d:
+        model = os.path.join(d, "m.gguf")
+        rig("synth", "--shape", "tiny-llama", "--type", "F32", "-o", model)
+        r = rig("logits", "-m", model, "--tokens", "1", "--out", os.path.join(d, "l.f32"))
+        return "running on the CPU" not in r.stderr
+
+
+class GpuMatchesCpu(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    def logits(self, model, *extra):
+        out = os.path.join(self.dir.name, "l.f32")
+        rig("logits", "-m", model, "--tokens", TOKENS, "--out", out, *extra)
+        return np.fromfile(out, dtype="<f4").reshape(len(TOKENS.split(",")), -1).astype(np.float64)
+
+    def check(self, shape, wtype, kv, bound):
+        model = os.path.join(self.dir.name, f"{shape}-{wtype}.gguf")
+        if not os.path.exists(model):
+            rig("synth", "--shape", shape, "--type", wtype, "--seed", "3", "-o", model)
+        gpu = self.logits(model, "--kv", kv)
+        cpu = self.logits(model, "--kv", kv, "--cpu")
+        self.assertTrue(np.isfinite(gpu).all(), f"{shape} {wtype}: non-finite GPU logits")
+        errors = [np.linalg.norm(gpu[i] - cpu[i]) / np.linalg.norm(cpu[i]) for i in range(len(cpu))]
+        print(f"{shape:10} {wtype:7} kv {kv:4}: max relative error GPU vs CPU {max(errors):.2e} (bound {bound:g})")
+        self.assertLess(max(errors), bound, f"{shape} {wtype} kv {kv}: {errors}")
+
+    def test_float_weights_match_cpu(self):
+        for shape in ("tiny-llama", "tiny-qwen2"):
+            for wtype in FLOAT_TYPES:
+                with self.subTest(shape=shape, type=wtype):
+                    self.check(shape, wtype, "f32", 1e-4)
+
+    def test_quantized_weights_match_cpu(self):
+        for shape in ("tiny-llama", "tiny-qwen2"):
+            for wtype in QUANT_TYPES:
+                with self.subTest(shape=shape, type=wtype):
+                    self.check(shape, wtype, "f32", 2e-2)
+
+    def test_f16_and_q8_0_kv_cache_match_cpu(self):
+        for kv, bound in (("f16", 1e-3), ("q8_0", 2e-2)):
+            with self.subTest(kv=kv):
+                self.check("tiny-llama", "F16", kv, bound)
+
+    def test_greedy_text_is_the_same(self):
+        model = os.path.join(self.dir.name, "greedy.gguf")
+        rig("synth", "--shape", "tiny-llama", "--type", "F32", "--seed", "9", "-o", model)
+        args = ["run", "-m", model, "-p", "GPU", "-n", "32", "--temp", "0", "--kv", "f32"]
+        gpu = rig(*args).stdout
+        cpu = rig(*args, "--cpu").stdout
+        self.assertEqual(gpu, cpu)
+        self.assertGreater(len(gpu), len("GPU"))
+
+
+if __name__ == "__main__":
+    if not have_gpu():
+        print("skipped: no GPU (rig runs on the CPU here)")
+        sys.exit(0)
+    unittest.main(verbosity=2)

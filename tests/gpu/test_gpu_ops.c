@@ -1,0 +1,572 @@
+/* test_gpu_ops.c — every op of the GPU backend against the CPU reference on random inputs of
+ * awkward shapes (one row, odd counts, the widest FFN rows), through struct rig_backend_ops.
+ * One line per case, then "N passed, N failed"; exit 1 on any failure. Without a GPU it says
+ * "skipped: no GPU" and exits 0. Built once per vendor library (test_gpu_ops_cuda, _hip). */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend_gpu.h"
+#include "kv.h"
+#include "model.h"
+#include "quant.h"
+#include "random_weights.h"
+
+/* Widest head the reference keeps on the stack (the kernels take up to 256). */
+#define GPU_TEST_MAX_HEAD_DIM 256
+
+static int n_passed, n_failed;
+
+/* ---- a model to host the ops: hyperparameters, an embedding, no layer weights ---- */
+
+struct spec {
+        uint32_t n_embd, n_vocab, n_head, n_head_kv, head_dim, n_layer;
+        enum rig_type embd_type;
+        enum rig_rope_type rope_type;
+        bool has_rope_freqs;
+};
+
+static struct rig_model *model_from_spec(const struct spec *s)
+{
+        struct rig_model *m = calloc(1, sizeof(*m));
+        struct rig_config *c = &m->cfg;
+        c->arch = RIG_ARCH_LLAMA;
+        c->n_vocab = s->n_vocab;
+        c->n_embd = s->n_embd;
+        c->n_layer = s->n_layer;
+        c->n_head = s->n_head;
+        c->n_head_kv = s->n_head_kv;
+        c->head_dim = s->head_dim;
+        c->n_ff = s->n_embd;
+        c->n_ctx_train = 4096;
+        c->rms_eps = 1e-5f;
+        c->rope_freq_base = 500000.0f;
+        c->rope_type = s->rope_type;
+        m->tok_embd.type = s->embd_type;
+        m->tok_embd.n_in = s->n_embd;
+        m->tok_embd.n_out = s->n_vocab;
+        m->tok_embd.row_bytes = rig_row_bytes(s->embd_type, s->n_embd);
+        m->tok_embd.data = random_matrix(s->embd_type, s->n_embd, s->n_vocab);
+        m->output = m->tok_embd;
+        m->output_norm = random_floats(s->n_embd);
+        if (s->has_rope_freqs) {
+                float *f = malloc(s->head_dim / 2 * sizeof(float));
+                for (uint32_t i = 0; i < s->head_dim / 2; i++)
+                        f[i] = 1.0f + 4.0f * (rng_float() + 1.0f);     /* divisors in [1, 9) */
+                m->rope_freqs = f;
+        }
+        m->layers = calloc(s->n_layer, sizeof(struct rig_layer));
+        return m;
+}
+
+static void model_spec_free(struct rig_model *m)
+{
+        free((void *)m->tok_embd.data);
+        free((void *)m->output_norm);
+        free((void *)m->rope_freqs);
+        free(m->layers);
+        free(m);
+}
+
+static const struct spec default_spec = { 256, 3, 4, 2, 64, 1, RIG_TYPE_F32, RIG_ROPE_NORMAL, false };
+
+static struct rig_backend *backend_for(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type)
+{
+        struct rig_backend *b = NULL;
+        char err[256];
+        int r = gpu_backend_new(m, n_ctx, kv_type, 0, &b, err, sizeof(err));
+        if (r < 0) {
+                printf("FAIL gpu_backend_new: %s (%d)\n", err, r);
+                n_failed++;
+                return NULL;
+        }
+        return b;
+}
+
+static float *upload(struct rig_backend *b, const void *src, size_t bytes)
+{
+        float *d = b->ops->alloc(b, (bytes + sizeof(float) - 1) / sizeof(float));
+        if (d)
+                gpu_backend_write(b, d, src, bytes);
+        return d;
+}
+
+/* err is a NaN when anything was; a failed launch is a failure whatever the numbers. */
+static void report(struct rig_backend *b, const char *op, const char *shape, double err, double tol)
+{
+        char msg[256];
+        bool ok = err <= tol;
+        if (gpu_backend_error(b, msg, sizeof(msg)) < 0) {
+                ok = false;
+                printf("     %s\n", msg);
+        }
+        printf("%-4s %-12s %-36s err %.3g (tol %.3g)\n", ok ? "ok" : "FAIL", op, shape, err, tol);
+        if (ok)
+                n_passed++;
+        else
+                n_failed++;
+}
+
+static double max_abs_diff(const float *a, const float *b, size_t n)
+{
+        double m = 0;
+        for (size_t i = 0; i < n; i++) {
+                double d = fabs((double)a[i] - b[i]);
+                if (!(d <= m))
+                        m = d;          /* NaN sticks */
+        }
+        return m;
+}
+
+/* ---- matvec ---- */
+
+/* The GPU decodes exactly the CPU's values; what differs is the order of float sums. The error
+ * is taken relative to sum |w_i x_i| of the row (what bounds any summation order's rounding),
+ * so one tolerance fits every type: 1e-5 ~ 80 float ulps. Listed per type all the same, so a
+ * type that ever needs its own has its place. */
+static const struct { enum rig_type type; double tol; } matvec_tolerance[] = {
+        { RIG_TYPE_F32, 1e-5 }, { RIG_TYPE_F16, 1e-5 }, { RIG_TYPE_BF16, 1e-5 }, { RIG_TYPE_Q4_0, 1e-5 },
+        { RIG_TYPE_Q8_0, 1e-5 }, { RIG_TYPE_Q4_K, 1e-5 }, { RIG_TYPE_Q5_K, 1e-5 }, { RIG_TYPE_Q6_K, 1e-5 },
+};
+
+static void test_matvec(struct rig_backend *b, enum rig_type type, uint32_t n_out, uint32_t n_in, bool has_bias,
+                        double tol)
+{
+        size_t rb = rig_row_bytes(type, n_in);
+        uint8_t *w = random_matrix(type, n_in, n_out);
+        float *x = random_floats(n_in), *bias = random_floats(n_out), *y = malloc(n_out * sizeof(float));
+        float *row = malloc(n_in * sizeof(float));
+
+        struct rig_weight dw = { upload(b, w, rb * n_out), type, n_in, n_out, rb };
+        float *dx = upload(b, x, n_in * sizeof(float));
+        float *dbias = upload(b, bias, n_out * sizeof(float));
+        float *dy = b->ops->alloc(b, n_out);
+        double err = NAN;
+        if (dw.data && dx && dbias && dy) {
+                b->ops->matvec(b, &dw, dx, has_bias ? dbias : NULL, dy);
+                b->ops->read(b, y, dy, n_out);
+                err = 0;
+                for (uint32_t r = 0; r < n_out; r++) {
+                        rig_dequantize_row(type, w + r * rb, row, n_in);
+                        double dot = has_bias ? bias[r] : 0.0, mag = has_bias ? fabs(bias[r]) : 0.0;
+                        for (uint32_t i = 0; i < n_in; i++) {
+                                dot += (double)row[i] * x[i];
+                                mag += fabs((double)row[i] * x[i]);
+                        }
+                        double e = fabs(y[r] - dot) / (mag > 1e-30 ? mag : 1e-30);
+                        if (!(e <= err))
+                                err = e;
+                }
+        }
+        char shape[64];
+        snprintf(shape, sizeof(shape), "%s %ux%u%s", rig_type_get(type)->name, n_out, n_in, has_bias ? " +bias" : "");
+        report(b, "matvec", shape, err, tol);
+        free(w);
+        free(x);
+        free(bias);
+        free(y);
+        free(row);
+}
+
+static void test_matvec_all(void)
+{
+        /* n_out x n_in: one row, odd row counts (a partial block of rows), the shapes of a Llama
+         * 8B (4096, 14336); n_in not a multiple of 8 takes the float types' scalar kernels. */
+        static const uint32_t k_shapes[][2] = { { 1, 256 }, { 7, 512 }, { 33, 4096 }, { 256, 14336 } };
+        static const uint32_t q32_shapes[][2] = { { 1, 32 }, { 3, 96 }, { 17, 4128 } };
+        static const uint32_t float_shapes[][2] = { { 1, 1 }, { 5, 100 }, { 3, 7 }, { 9, 8 } };
+
+        struct rig_model *m = model_from_spec(&default_spec);
+        for (size_t t = 0; t < sizeof(matvec_tolerance) / sizeof(matvec_tolerance[0]); t++) {
+                enum rig_type type = matvec_tolerance[t].type;
+                double tol = matvec_tolerance[t].tol;
+                struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+                if (!b)
+                        continue;
+                for (size_t i = 0; i < sizeof(k_shapes) / sizeof(k_shapes[0]); i++)
+                        test_matvec(b, type, k_shapes[i][0], k_shapes[i][1], false, tol);
+                test_matvec(b, type, 5, 256, true, tol);
+                if (rig_type_get(type)->block_elems <= 32)
+                        for (size_t i = 0; i < sizeof(q32_shapes) / sizeof(q32_shapes[0]); i++)
+                                test_matvec(b, type, q32_shapes[i][0], q32_shapes[i][1], false, tol);
+                if (rig_type_get(type)->block_elems == 1)
+                        for (size_t i = 0; i < sizeof(float_shapes) / sizeof(float_shapes[0]); i++)
+                                test_matvec(b, type, float_shapes[i][0], float_shapes[i][1], false, tol);
+                b->ops->free(b);
+        }
+        model_spec_free(m);
+}
+
+/* ---- embed: bit-exact with rig_dequantize_row (tolerance 0) ---- */
+
+static void test_embed(enum rig_type type, uint32_t n_embd)
+{
+        struct spec s = default_spec;
+        s.embd_type = type;
+        s.n_embd = n_embd;
+        s.n_vocab = 5;
+        struct rig_model *m = model_from_spec(&s);
+        struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+        if (!b) {
+                model_spec_free(m);
+                return;
+        }
+        float *got = malloc(n_embd * sizeof(float)), *want = malloc(n_embd * sizeof(float));
+        float *dx = b->ops->alloc(b, n_embd);
+        double err = NAN;
+        if (dx) {
+                err = 0;
+                for (int32_t tok = 0; tok < (int32_t)s.n_vocab; tok += 2) {
+                        b->ops->begin_token(b, tok, 0);
+                        b->ops->embed(b, dx);
+                        b->ops->end_token(b);
+                        b->ops->read(b, got, dx, n_embd);
+                        rig_dequantize_row(type, (const uint8_t *)m->tok_embd.data + tok * m->tok_embd.row_bytes, want,
+                                           n_embd);
+                        double e = memcmp(got, want, n_embd * sizeof(float)) == 0 ? 0.0 : max_abs_diff(got, want, n_embd);
+                        if (e > err)
+                                err = e > 0 ? e : 1e-300;       /* a differing bit pattern counts */
+                }
+        }
+        char shape[64];
+        snprintf(shape, sizeof(shape), "%s n_embd %u", rig_type_get(type)->name, n_embd);
+        report(b, "embed", shape, err, 0.0);
+        free(got);
+        free(want);
+        b->ops->free(b);
+        model_spec_free(m);
+}
+
+static void test_embed_all(void)
+{
+        static const enum rig_type types[] = { RIG_TYPE_F32, RIG_TYPE_F16, RIG_TYPE_BF16, RIG_TYPE_Q4_0,
+                                               RIG_TYPE_Q8_0, RIG_TYPE_Q4_K, RIG_TYPE_Q5_K, RIG_TYPE_Q6_K };
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+                test_embed(types[i], 4096);
+                if (rig_type_get(types[i])->block_elems == 1)
+                        test_embed(types[i], 100);
+                else if (rig_type_get(types[i])->block_elems == 32)
+                        test_embed(types[i], 96);
+                else
+                        test_embed(types[i], 256);
+        }
+}
+
+/* ---- rmsnorm: the CPU formula; sums in double on both sides, tolerance 2 float ulps of the
+ * largest output ---- */
+
+static void test_rmsnorm(struct rig_backend *b, uint32_t n)
+{
+        float *x = random_floats(n), *w = random_floats(n), *got = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
+        float *dx = upload(b, x, n * sizeof(float)), *dw = upload(b, w, n * sizeof(float)), *dout = b->ops->alloc(b, n);
+        double err = NAN;
+        if (dx && dw && dout) {
+                b->ops->rmsnorm(b, dout, dx, dw, n);
+                b->ops->read(b, got, dout, n);
+                double ss = 0;
+                for (uint32_t i = 0; i < n; i++)
+                        ss += (double)x[i] * x[i];
+                float scale = (float)(1.0 / sqrt(ss / n + b->model->cfg.rms_eps));
+                double top = 0;
+                for (uint32_t i = 0; i < n; i++) {
+                        want[i] = x[i] * scale * w[i];
+                        top = fabs(want[i]) > top ? fabs(want[i]) : top;
+                }
+                err = max_abs_diff(got, want, n) / (top > 0 ? top : 1);
+        }
+        char shape[32];
+        snprintf(shape, sizeof(shape), "n %u", n);
+        report(b, "rmsnorm", shape, err, 2.4e-7);
+        free(x);
+        free(w);
+        free(got);
+        free(want);
+}
+
+/* ---- rope: cos and sin in double on both sides; tolerance 1e-6 of |x| (1..2 ulps) ---- */
+
+static void rope_reference(const struct rig_model *m, float *vec, uint32_t n_heads, uint32_t pos)
+{
+        const struct rig_config *c = &m->cfg;
+        uint32_t d = c->head_dim, half = d / 2;
+        for (uint32_t i = 0; i < half; i++) {
+                double freq = pow(c->rope_freq_base, -2.0 * i / d);
+                if (m->rope_freqs)
+                        freq /= m->rope_freqs[i];
+                double angle = pos * freq;
+                float cs = (float)cos(angle), sn = (float)sin(angle);
+                for (uint32_t h = 0; h < n_heads; h++) {
+                        float *head = vec + h * d;
+                        uint32_t a = c->rope_type == RIG_ROPE_NEOX ? i : 2 * i;
+                        uint32_t bb = c->rope_type == RIG_ROPE_NEOX ? i + half : 2 * i + 1;
+                        float x0 = head[a], x1 = head[bb];
+                        head[a] = x0 * cs - x1 * sn;
+                        head[bb] = x0 * sn + x1 * cs;
+                }
+        }
+}
+
+static void test_rope(enum rig_rope_type type, bool has_rope_freqs, uint32_t head_dim, uint32_t n_heads)
+{
+        struct spec s = default_spec;
+        s.rope_type = type;
+        s.has_rope_freqs = has_rope_freqs;
+        s.head_dim = head_dim;
+        s.n_head = n_heads;
+        s.n_head_kv = 1;
+        struct rig_model *m = model_from_spec(&s);
+        const uint32_t n_ctx = 8192;
+        struct rig_backend *b = backend_for(m, n_ctx, RIG_TYPE_F32);
+        if (!b) {
+                model_spec_free(m);
+                return;
+        }
+        static const uint32_t positions[] = { 0, 1, 17, 8191 };
+        size_t n = (size_t)n_heads * head_dim;
+        for (size_t p = 0; p < sizeof(positions) / sizeof(positions[0]); p++) {
+                float *x = random_floats(n), *got = malloc(n * sizeof(float));
+                float *dx = upload(b, x, n * sizeof(float));
+                double err = NAN;
+                if (dx) {
+                        b->ops->begin_token(b, 0, positions[p]);
+                        b->ops->rope(b, dx, n_heads);
+                        b->ops->end_token(b);
+                        b->ops->read(b, got, dx, n);
+                        rope_reference(m, x, n_heads, positions[p]);
+                        err = max_abs_diff(got, x, n);
+                }
+                char shape[80];
+                snprintf(shape, sizeof(shape), "%s%s %ux%u pos %u", type == RIG_ROPE_NEOX ? "neox" : "normal",
+                         has_rope_freqs ? "+freqs" : "", n_heads, head_dim, positions[p]);
+                report(b, "rope", shape, err, 1e-6);
+                free(x);
+                free(got);
+        }
+        b->ops->free(b);
+        model_spec_free(m);
+}
+
+/* ---- attention: the CPU cache (kv.c) and a plain softmax in double ---- */
+
+static void attention_reference(const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *q, float *out,
+                                uint32_t n_head, uint32_t n_head_kv, uint32_t d)
+{
+        uint32_t group = n_head / n_head_kv;
+        double *scores = malloc((pos + 1) * sizeof(double));
+        float *row = malloc(d * sizeof(float));
+        for (uint32_t h = 0; h < n_head; h++) {
+                uint32_t start = h / group * d;
+                double mx = -INFINITY, sum = 0;
+                for (uint32_t t = 0; t <= pos; t++) {
+                        kv_load_k(kv, layer, t, start, d, row);
+                        double dot = 0;
+                        for (uint32_t i = 0; i < d; i++)
+                                dot += (double)q[h * d + i] * row[i];
+                        scores[t] = dot / sqrt((double)d);
+                        mx = scores[t] > mx ? scores[t] : mx;
+                }
+                for (uint32_t t = 0; t <= pos; t++) {
+                        scores[t] = exp(scores[t] - mx);
+                        sum += scores[t];
+                }
+                double acc[GPU_TEST_MAX_HEAD_DIM] = { 0 };
+                for (uint32_t t = 0; t <= pos; t++) {
+                        kv_load_v(kv, layer, t, start, d, row);
+                        for (uint32_t i = 0; i < d; i++)
+                                acc[i] += scores[t] / sum * row[i];
+                }
+                for (uint32_t i = 0; i < d; i++)
+                        out[h * d + i] = (float)acc[i];
+        }
+        free(scores);
+        free(row);
+}
+
+/* Tolerance per KV type, of max |V| (1): the GPU stores the same F16 / Q8_0 values as kv.c
+ * (same roundings), so what is left is float sums and expf against a double reference. */
+static double attention_tolerance(enum rig_type kv_type)
+{
+        switch (kv_type) {
+        case RIG_TYPE_F16:
+                return 2e-6;
+        case RIG_TYPE_Q8_0:
+                return 2e-6;
+        default:
+                return 2e-6;
+        }
+}
+
+static void test_attention(enum rig_type kv_type, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim, uint32_t n_pos)
+{
+        struct spec s = default_spec;
+        s.n_head = n_head;
+        s.n_head_kv = n_head_kv;
+        s.head_dim = head_dim;
+        s.n_layer = 2;
+        struct rig_model *m = model_from_spec(&s);
+        struct rig_backend *b = backend_for(m, n_pos, kv_type);
+        struct rig_kv kv;
+        uint32_t q_dim = n_head * head_dim, kv_dim = n_head_kv * head_dim, layer = 1;
+        if (!b || kv_init(&kv, kv_type, 2, n_pos, kv_dim) < 0) {
+                if (b)
+                        b->ops->free(b);
+                model_spec_free(m);
+                return;
+        }
+        float *dq = b->ops->alloc(b, q_dim), *dk = b->ops->alloc(b, kv_dim), *dv = b->ops->alloc(b, kv_dim);
+        float *dout = b->ops->alloc(b, q_dim);
+        float *got = malloc(q_dim * sizeof(float)), *want = malloc(q_dim * sizeof(float));
+        double err = dq && dk && dv && dout ? 0.0 : NAN;
+        for (uint32_t pos = 0; pos < n_pos && err == err; pos++) {
+                float *q = random_floats(q_dim), *k = random_floats(kv_dim), *v = random_floats(kv_dim);
+                for (uint32_t i = 0; i < q_dim; i++)
+                        q[i] *= 4.0f;   /* peaked softmax: the running max matters */
+                gpu_backend_write(b, dq, q, q_dim * sizeof(float));
+                gpu_backend_write(b, dk, k, kv_dim * sizeof(float));
+                gpu_backend_write(b, dv, v, kv_dim * sizeof(float));
+                b->ops->begin_token(b, 0, pos);
+                b->ops->attention(b, layer, dq, dk, dv, dout);
+                b->ops->end_token(b);
+                b->ops->read(b, got, dout, q_dim);
+                kv_store(&kv, layer, pos, k, v);
+                attention_reference(&kv, layer, pos, q, want, n_head, n_head_kv, head_dim);
+                double e = max_abs_diff(got, want, q_dim);
+                if (!(e <= err))
+                        err = e;
+                free(q);
+                free(k);
+                free(v);
+        }
+        char shape[80];
+        const char *kv_name = kv_type == RIG_TYPE_F32 ? "f32" : kv_type == RIG_TYPE_F16 ? "f16" : "q8_0";
+        snprintf(shape, sizeof(shape), "kv %s %u/%u heads of %u, pos 0..%u", kv_name, n_head, n_head_kv, head_dim, n_pos - 1);
+        report(b, "attention", shape, err, attention_tolerance(kv_type));
+        free(got);
+        free(want);
+        kv_free(&kv);
+        b->ops->free(b);
+        model_spec_free(m);
+}
+
+static void test_attention_all(void)
+{
+        static const enum rig_type kv_types[] = { RIG_TYPE_F32, RIG_TYPE_F16, RIG_TYPE_Q8_0 };
+        for (size_t i = 0; i < sizeof(kv_types) / sizeof(kv_types[0]); i++) {
+                test_attention(kv_types[i], 1, 1, 64, 1);
+                test_attention(kv_types[i], 8, 2, 128, 70);     /* groups of 4; more positions than warps */
+                test_attention(kv_types[i], 7, 7, 64, 5);
+                test_attention(kv_types[i], 4, 1, 256, 300);
+                if (kv_types[i] != RIG_TYPE_Q8_0)
+                        test_attention(kv_types[i], 3, 1, 80, 33);      /* head not a multiple of the warp */
+        }
+}
+
+/* ---- swiglu, add ---- */
+
+static void test_swiglu(struct rig_backend *b, uint32_t n)
+{
+        float *gate = random_floats(n), *up = random_floats(n), *got = malloc(n * sizeof(float));
+        for (uint32_t i = 0; i < n; i++)
+                gate[i] *= 20.0f;       /* both tails of silu */
+        float *dg = upload(b, gate, n * sizeof(float)), *du = upload(b, up, n * sizeof(float)), *dout = b->ops->alloc(b, n);
+        double err = NAN;
+        if (dg && du && dout) {
+                b->ops->swiglu(b, dout, dg, du, n);
+                b->ops->read(b, got, dout, n);
+                err = 0;
+                for (uint32_t i = 0; i < n; i++) {
+                        double want = gate[i] / (1.0 + exp(-(double)gate[i])) * up[i];
+                        double e = fabs(got[i] - want) / (fabs(want) > 1e-3 ? fabs(want) : 1e-3);
+                        if (!(e <= err))
+                                err = e;
+                }
+        }
+        char shape[32];
+        snprintf(shape, sizeof(shape), "n %u", n);
+        report(b, "swiglu", shape, err, 1e-6);      /* relative: expf and the division, a few ulps */
+        free(gate);
+        free(up);
+        free(got);
+}
+
+static void test_add(struct rig_backend *b, uint32_t n)
+{
+        float *x = random_floats(n), *y = random_floats(n), *got = malloc(n * sizeof(float));
+        float *dx = upload(b, x, n * sizeof(float)), *dy = upload(b, y, n * sizeof(float));
+        double err = NAN;
+        if (dx && dy) {
+                b->ops->add(b, dx, dy, n);
+                b->ops->read(b, got, dx, n);
+                for (uint32_t i = 0; i < n; i++)
+                        x[i] += y[i];
+                err = max_abs_diff(got, x, n);
+        }
+        char shape[32];
+        snprintf(shape, sizeof(shape), "n %u", n);
+        report(b, "add", shape, err, 0.0);      /* one rounding, exact */
+        free(x);
+        free(y);
+        free(got);
+}
+
+static void test_elementwise_all(void)
+{
+        struct rig_model *m = model_from_spec(&default_spec);
+        struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+        if (!b) {
+                model_spec_free(m);
+                return;
+        }
+        static const uint32_t norm_sizes[] = { 1, 7, 4096, 5120, 8191 };
+        for (size_t i = 0; i < sizeof(norm_sizes) / sizeof(norm_sizes[0]); i++)
+                test_rmsnorm(b, norm_sizes[i]);
+        static const uint32_t sizes[] = { 1, 7, 4097, 14336 };
+        for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+                test_swiglu(b, sizes[i]);
+                test_add(b, sizes[i]);
+        }
+        b->ops->free(b);
+        model_spec_free(m);
+}
+
+/* ---- backend errors ---- */
+
+static void test_rejects_unknown_kv_type(void)
+{
+        struct rig_model *m = model_from_spec(&default_spec);
+        struct rig_backend *b = NULL;
+        char err[256] = "";
+        int r = gpu_backend_new(m, 16, RIG_TYPE_Q4_K, 0, &b, err, sizeof(err));
+        bool ok = r == -EINVAL && err[0];
+        printf("%-4s %-12s %-36s %s\n", ok ? "ok" : "FAIL", "new", "kv q4_K refused", err);
+        if (ok)
+                n_passed++;
+        else
+                n_failed++;
+        if (r == 0)
+                b->ops->free(b);
+        model_spec_free(m);
+}
+
+int main(void)
+{
+        if (gpu_device_count() == 0) {
+                printf("skipped: no GPU\n");
+                return 0;
+        }
+        test_matvec_all();
+        test_embed_all();
+        test_elementwise_all();
+        test_rope(RIG_ROPE_NORMAL, false, 128, 32);
+        test_rope(RIG_ROPE_NEOX, false, 128, 7);
+        test_rope(RIG_ROPE_NORMAL, true, 64, 1);
+        test_rope(RIG_ROPE_NEOX, true, 128, 8);
+        test_attention_all();
+        test_rejects_unknown_kv_type();
+        printf("%d passed, %d failed\n", n_passed, n_failed);
+        return n_failed ? 1 : 0;
+}
