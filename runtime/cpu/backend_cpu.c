@@ -63,10 +63,11 @@ static float *cpu_alloc(struct rig_backend *b, size_t n)
         return p;
 }
 
-static void cpu_read(struct rig_backend *b, float *dst, const float *src, size_t n)
+static int cpu_read(struct rig_backend *b, float *dst, const float *src, size_t n)
 {
         (void)b;
         memcpy(dst, src, n * sizeof(float));
+        return 0;
 }
 
 static void cpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)

@@ -259,11 +259,12 @@ static float *gpu_alloc(struct rig_backend *b, size_t n)
         return p;
 }
 
-static void gpu_read(struct rig_backend *b, float *dst, const float *src, size_t n)
+static int gpu_read(struct rig_backend *b, float *dst, const float *src, size_t n)
 {
         struct gpu_backend *g = to_gpu(b);
         note_error(g, cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, g->launch.stream), "read");
         note_error(g, cudaStreamSynchronize(g->launch.stream), "read");
+        return g->error == cudaSuccess ? 0 : -EIO;
 }
 
 static void gpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)

@@ -17,8 +17,10 @@ struct rig_backend_ops {
 
         /* n floats of activation memory, freed with the backend; NULL when out of memory. */
         float *(*alloc)(struct rig_backend *b, size_t n);
-        /* n floats of backend memory to host memory, after every op before it has run. */
-        void (*read)(struct rig_backend *b, float *dst, const float *src, size_t n);
+        /* n floats of backend memory to host memory, after every op before it has run. The ops
+         * return nothing (a GPU learns of a failed launch later): read says whether all of them
+         * ran, 0 or -EIO (a GPU backend keeps the message, see backend_gpu.h). */
+        int (*read)(struct rig_backend *b, float *dst, const float *src, size_t n);
 
         /* Bracket the ops of one token at position pos (0 <= pos < n_ctx, earlier positions
          * already run): embed, rope and attention act at that token and position. */

@@ -109,6 +109,5 @@ int session_eval(struct rig_session *s, int32_t token, uint32_t pos)
         o->rmsnorm(b, s->xn, s->x, m->output_norm, c->n_embd);
         o->matvec(b, &m->output, s->xn, NULL, s->out);
         o->end_token(b);
-        o->read(b, s->logits, s->out, c->n_vocab);
-        return 0;
+        return o->read(b, s->logits, s->out, c->n_vocab);
 }

@@ -29,5 +29,6 @@ int session_new(struct rig_backend *b, struct rig_session **out);
 void session_free(struct rig_session *s);
 
 /* Runs token at position pos (0 <= pos < n_ctx, earlier positions already run) and leaves its
- * logits in s->logits. -EINVAL for a token outside the vocabulary or a full context. */
+ * logits in s->logits. -EINVAL for a token outside the vocabulary or a full context; -EIO when
+ * the backend failed to run an op (a GPU fault). */
 int session_eval(struct rig_session *s, int32_t token, uint32_t pos);

@@ -103,6 +103,23 @@ static int open_session(const struct rig_model *m, uint32_t n_ctx, enum rig_type
         return session_new(b, out);
 }
 
+/* Why session_eval failed, on stderr: a token the model has no row for, or a backend fault. */
+static void report_eval_error(const struct rig_session *s, int r, int32_t token, size_t pos)
+{
+        if (r == -EINVAL) {
+                fprintf(stderr, "rig: token %d at position %zu: not in the vocabulary of %u\n", token, pos,
+                        s->model->cfg.n_vocab);
+                return;
+        }
+        char err[ERR_LEN] = "";
+#ifdef RIG_HAVE_GPU
+        if (strcmp(s->backend->ops->name, "cpu") != 0)
+                gpu_backend_error(s->backend, err, sizeof(err));
+#endif
+        fprintf(stderr, "rig: running token %d at position %zu: %s (try --cpu)\n", token, pos,
+                err[0] ? err : strerror(-r));
+}
+
 static int open_tokenizer(const struct rig_model *m, const char *path, struct rig_tokenizer **out)
 {
         char err[ERR_LEN] = "";
@@ -321,8 +338,7 @@ static int cmd_logits(int argc, char **argv)
         for (size_t i = 0; out && i < n; i++) {
                 r = session_eval(s, ids[i], (uint32_t)i);
                 if (r < 0) {
-                        fprintf(stderr, "rig: token %d at position %zu: not in the vocabulary of %u\n", ids[i], i,
-                                m->cfg.n_vocab);
+                        report_eval_error(s, r, ids[i], i);
                         break;
                 }
                 if (fwrite(s->logits, sizeof(float), m->cfg.n_vocab, out) != m->cfg.n_vocab) {
@@ -395,7 +411,8 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
         fflush(stdout);
         double t0 = now_s();
         for (size_t i = 0; i < n && r == 0; i++) {
-                r = session_eval(s, ids[i], (uint32_t)i);
+                if ((r = session_eval(s, ids[i], (uint32_t)i)) < 0)
+                        report_eval_error(s, r, ids[i], i);
                 sampler_accept(&smp, ids[i]);
         }
         double t_prompt = now_s() - t0;
@@ -427,8 +444,9 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                         fwrite(buf, 1, (size_t)k, stdout);
                         fflush(stdout);
                 }
-                if (n_gen < o->n_predict)
-                        r = session_eval(s, next, pos++);
+                if (n_gen < o->n_predict && (r = session_eval(s, next, pos)) < 0)
+                        report_eval_error(s, r, next, pos);
+                pos++;
         }
         int k = buf ? tokenizer_stream_flush(&ts, buf, cap) : -1;
         if (k > 0)
