@@ -184,6 +184,19 @@ struct dec_q8_0 {
  * bytes 32k + 16h: low nibbles are elements 64k + 16h + 0..15 (sub-block 2k), high nibbles
  * 32 further on (sub-block 2k+1). ---- */
 
+/* Q4_K and Q5_K share the header (d, dmin, 12 packed scale bytes): the float scale and min of
+ * sub-blocks 2k and 2k+1, rounded as quant.c's dequantizer does. */
+static __device__ void k45_sub_scales(const uint8_t *b, int k, float *d1, float *m1, float *d2, float *m2)
+{
+        float d = half_bits_to_float(load_u16(b));
+        float dmin = half_bits_to_float(load_u16(b + 2));
+        int sc, m;
+        k4_scale_min(2 * k, b + 4, &sc, &m);
+        *d1 = __fmul_rn(d, (float)sc), *m1 = __fmul_rn(dmin, (float)m);
+        k4_scale_min(2 * k + 1, b + 4, &sc, &m);
+        *d2 = __fmul_rn(d, (float)sc), *m2 = __fmul_rn(dmin, (float)m);
+}
+
 struct dec_q4_k {
         static constexpr int RUNS = 2, RUN_LEN = 16, RUN_STRIDE = 32;
         static __device__ uint32_t chunks(uint32_t n) { return n / QK_K * 8; }
@@ -192,13 +205,8 @@ struct dec_q4_k {
         {
                 const uint8_t *b = row + (size_t)(c / 8) * sizeof(struct block_q4_K);
                 int k = c % 8 / 2, h = c % 2;
-                float d = half_bits_to_float(load_u16(b));
-                float dmin = half_bits_to_float(load_u16(b + 2));
-                int sc, m;
-                k4_scale_min(2 * k, b + 4, &sc, &m);
-                float d1 = __fmul_rn(d, (float)sc), m1 = __fmul_rn(dmin, (float)m);
-                k4_scale_min(2 * k + 1, b + 4, &sc, &m);
-                float d2 = __fmul_rn(d, (float)sc), m2 = __fmul_rn(dmin, (float)m);
+                float d1, m1, d2, m2;
+                k45_sub_scales(b, k, &d1, &m1, &d2, &m2);
                 uint8_t q[16];
                 load_bytes_16(b + 16 + 32 * k + 16 * h, q);
 #pragma unroll
@@ -219,13 +227,8 @@ struct dec_q5_k {
         {
                 const uint8_t *b = row + (size_t)(c / 8) * sizeof(struct block_q5_K);
                 int k = c % 8 / 2, h = c % 2;
-                float d = half_bits_to_float(load_u16(b));
-                float dmin = half_bits_to_float(load_u16(b + 2));
-                int sc, m;
-                k4_scale_min(2 * k, b + 4, &sc, &m);
-                float d1 = __fmul_rn(d, (float)sc), m1 = __fmul_rn(dmin, (float)m);
-                k4_scale_min(2 * k + 1, b + 4, &sc, &m);
-                float d2 = __fmul_rn(d, (float)sc), m2 = __fmul_rn(dmin, (float)m);
+                float d1, m1, d2, m2;
+                k45_sub_scales(b, k, &d1, &m1, &d2, &m2);
                 uint8_t qh[16], q[16];
                 load_bytes_16(b + 16 + 16 * h, qh);
                 load_bytes_16(b + 48 + 32 * k + 16 * h, q);
