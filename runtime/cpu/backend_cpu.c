@@ -136,6 +136,14 @@ static void cpu_matvec(struct rig_backend *b, const struct rig_weight *w, const 
         cpu_pool_run(c->pool, matvec_rows, &j);
 }
 
+/* One vector after another: the CPU has no kernels that share weight loads between vectors. */
+static void cpu_matmul(struct rig_backend *b, const struct rig_weight *w, const float *x, uint32_t n,
+                       const float *bias, float *y)
+{
+        for (uint32_t j = 0; j < n; j++)
+                cpu_matvec(b, w, x + (size_t)j * w->n_in, bias, y + (size_t)j * w->n_out);
+}
+
 /* ---- RoPE ---- */
 
 static void cpu_rope(struct rig_backend *b, float *vec, uint32_t n_heads)
@@ -287,7 +295,7 @@ static const struct rig_backend_ops cpu_ops = {
         .end_token = cpu_end_token,
         .embed = cpu_embed,
         .rmsnorm = cpu_rmsnorm,
-        .matvec = cpu_matvec,
+        .matmul = cpu_matmul,
         .rope = cpu_rope,
         .attention = cpu_attention,
         .swiglu = cpu_swiglu,

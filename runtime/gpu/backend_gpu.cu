@@ -11,6 +11,7 @@
 
 #include "backend_gpu.h"
 #include "kernels.h"
+#include "layout.h"
 #include "rig_assert.h"
 
 #if defined(RIG_HIP) || defined(__HIP_PLATFORM_AMD__)
@@ -34,6 +35,10 @@ struct gpu_backend {
         struct rig_kv kv;               /* k, v in device memory */
         void **allocs;                  /* from alloc(), freed with the backend */
         size_t n_allocs, allocs_cap;
+        struct gpu_act act;             /* 8-bit activations of the quantized types' matmuls */
+        size_t act_cap;                 /* elements act holds */
+        const float *act_src;           /* the x act was quantized from, while no op has run since */
+        uint32_t act_n_in, act_n;
         int32_t token;
         uint32_t pos;
         cudaError_t error;              /* first failure of an op, and which op */
@@ -59,6 +64,13 @@ static void check_launch(struct gpu_backend *g, const char *op)
         note_error(g, cudaGetLastError(), op);
 }
 
+/* The matmuls in a row on one x (Q, K and V; gate and up) share one quantization of it: any
+ * other op may write x, so each of them forgets it (forget_act). */
+static void forget_act(struct gpu_backend *g)
+{
+        g->act_src = NULL;
+}
+
 /* ---- uploading the model ---- */
 
 /* Walks every tensor of the model twice: once to size the allocation (base == NULL), once to
@@ -69,12 +81,19 @@ struct placer {
         cudaError_t error;
 };
 
+/* The offset of the next bytes, WEIGHT_ALIGN aligned. */
+static size_t reserve(struct placer *p, size_t bytes)
+{
+        size_t off = (p->offset + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
+        p->offset = off + bytes;
+        return off;
+}
+
 static const void *place(struct placer *p, const void *src, size_t bytes)
 {
         if (!src || bytes == 0)
                 return NULL;            /* optional tensors (biases, rope_freqs) */
-        size_t off = (p->offset + WEIGHT_ALIGN - 1) / WEIGHT_ALIGN * WEIGHT_ALIGN;
-        p->offset = off + bytes;
+        size_t off = reserve(p, bytes);
         if (!p->base)
                 return NULL;
         if (p->error == cudaSuccess)
@@ -87,10 +106,32 @@ static const float *place_floats(struct placer *p, const float *src, size_t n)
         return (const float *)place(p, src, n * sizeof(float));
 }
 
+/* Rows go through a host buffer of at most this many bytes on their way to the device layout. */
+#define LAYOUT_STAGING_BYTES ((size_t)32 << 20)
+
+/* A weight in the device layout (layout.h): its rows converted a slice at a time. */
 static struct rig_weight place_weight(struct placer *p, const struct rig_weight *w)
 {
         struct rig_weight d = *w;
-        d.data = place(p, w->data, w->row_bytes * w->n_out);
+        if (!w->data)
+                return d;
+        d.row_bytes = gpu_row_stride(w->type, w->n_in);
+        size_t off = reserve(p, d.row_bytes * w->n_out);
+        d.data = p->base ? p->base + off : NULL;
+        if (!p->base || w->n_out == 0 || p->error != cudaSuccess)
+                return d;
+        size_t rows_per_slice = LAYOUT_STAGING_BYTES / d.row_bytes ? LAYOUT_STAGING_BYTES / d.row_bytes : 1;
+        uint8_t *staging = (uint8_t *)malloc(rows_per_slice * d.row_bytes);
+        if (!staging) {
+                p->error = cudaErrorMemoryAllocation;
+                return d;
+        }
+        for (size_t r = 0; r < w->n_out && p->error == cudaSuccess; r += rows_per_slice) {
+                size_t n = w->n_out - r < rows_per_slice ? w->n_out - r : rows_per_slice;
+                gpu_layout_rows(w->type, w->n_in, n, (const uint8_t *)w->data + r * w->row_bytes, w->row_bytes, staging);
+                p->error = cudaMemcpy(p->base + off + r * d.row_bytes, staging, n * d.row_bytes, cudaMemcpyHostToDevice);
+        }
+        free(staging);
         return d;
 }
 
@@ -233,6 +274,8 @@ static void gpu_free(struct rig_backend *b)
         cudaFree(g->rope_freqs);
         cudaFree(g->kv.k);
         cudaFree(g->kv.v);
+        cudaFree(g->act.q);
+        cudaFree(g->act.ds);
         if (g->launch.stream)
                 cudaStreamDestroy(g->launch.stream);
         free(g->layers);
@@ -274,6 +317,7 @@ static void gpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)
                    "token %d of %u at position %u of %u", token, g->model.cfg.n_vocab, pos, b->n_ctx);
         g->token = token;
         g->pos = pos;
+        forget_act(g);
 }
 
 static void gpu_end_token(struct rig_backend *b)
@@ -283,6 +327,7 @@ static void gpu_end_token(struct rig_backend *b)
 static void gpu_embed(struct rig_backend *b, float *x)
 {
         struct gpu_backend *g = to_gpu(b);
+        forget_act(g);
         const struct rig_weight *e = &g->model.tok_embd;
         const uint8_t *row = (const uint8_t *)e->data + (size_t)g->token * e->row_bytes;
         gpu_dequantize_row(&g->launch, e->type, row, g->model.cfg.n_embd, x);
@@ -292,20 +337,60 @@ static void gpu_embed(struct rig_backend *b, float *x)
 static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n)
 {
         struct gpu_backend *g = to_gpu(b);
+        forget_act(g);
         gpu_rmsnorm(&g->launch, out, x, w, n, g->model.cfg.rms_eps);
         check_launch(g, "rmsnorm");
 }
 
-static void gpu_matvec_op(struct rig_backend *b, const struct rig_weight *w, const float *x, const float *bias, float *y)
+/* Room in act for n_elems levels (and their scales); false, with the error noted, when the
+ * device has no memory for it. */
+static bool reserve_act(struct gpu_backend *g, size_t n_elems)
+{
+        if (n_elems <= g->act_cap)
+                return true;
+        cudaFree(g->act.q);
+        cudaFree(g->act.ds);
+        g->act.q = NULL;
+        g->act.ds = NULL;
+        g->act_cap = 0;
+        cudaError_t e = cudaMalloc((void **)&g->act.q, n_elems);
+        if (e == cudaSuccess)
+                e = cudaMalloc((void **)&g->act.ds, n_elems / 32 * sizeof(float2));
+        if (e != cudaSuccess) {
+                note_error(g, e, "allocating 8-bit activations");
+                return false;
+        }
+        g->act_cap = n_elems;
+        return true;
+}
+
+static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, const float *x, uint32_t n,
+                          const float *bias, float *y)
 {
         struct gpu_backend *g = to_gpu(b);
-        gpu_matvec(&g->launch, w, x, bias, y);
+        const struct gpu_act *act = NULL;
+        if (gpu_matvec_takes_int8(w->type)) {
+                bool fresh = g->act_src == x && g->act_n_in == w->n_in && g->act_n >= n;
+                if (!fresh) {
+                        if (!reserve_act(g, (size_t)w->n_in * n))
+                                return;
+                        gpu_quantize_act(&g->launch, x, w->n_in, n, &g->act);
+                        g->act_src = x;
+                        g->act_n_in = w->n_in;
+                        g->act_n = n;
+                }
+                act = &g->act;
+        }
+        gpu_matmul(&g->launch, w, x, act, n, bias, y);
+        if (y == g->act_src)
+                forget_act(g);
         check_launch(g, "matvec");
 }
 
 static void gpu_rope_op(struct rig_backend *b, float *vec, uint32_t n_heads)
 {
         struct gpu_backend *g = to_gpu(b);
+        forget_act(g);
         const struct rig_config *c = &g->model.cfg;
         gpu_rope(&g->launch, vec, n_heads, c->head_dim, c->rope_type, g->rope_freqs, g->pos);
         check_launch(g, "rope");
@@ -315,6 +400,7 @@ static void gpu_attention_op(struct rig_backend *b, uint32_t layer, const float 
                              float *out)
 {
         struct gpu_backend *g = to_gpu(b);
+        forget_act(g);
         const struct rig_config *c = &g->model.cfg;
         gpu_kv_store(&g->launch, &g->kv, layer, g->pos, k, v);
         gpu_attention(&g->launch, &g->kv, layer, g->pos, q, out, c->n_head, c->n_head_kv, c->head_dim);
@@ -324,6 +410,7 @@ static void gpu_attention_op(struct rig_backend *b, uint32_t layer, const float 
 static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, const float *up, uint32_t n)
 {
         struct gpu_backend *g = to_gpu(b);
+        forget_act(g);
         gpu_swiglu(&g->launch, out, gate, up, n);
         check_launch(g, "swiglu");
 }
@@ -331,6 +418,7 @@ static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, 
 static void gpu_add_op(struct rig_backend *b, float *x, const float *y, uint32_t n)
 {
         struct gpu_backend *g = to_gpu(b);
+        forget_act(g);
         gpu_add(&g->launch, x, y, n);
         check_launch(g, "add");
 }
@@ -378,7 +466,7 @@ static const struct rig_backend_ops gpu_ops = {
         gpu_end_token,
         gpu_embed,
         gpu_rmsnorm_op,
-        gpu_matvec_op,
+        gpu_matmul_op,
         gpu_rope_op,
         gpu_attention_op,
         gpu_swiglu_op,
@@ -458,9 +546,29 @@ fail:
 extern "C" void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes)
 {
         struct gpu_backend *g = to_gpu(b);
+        forget_act(g);
         note_error(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->launch.stream), "write");
         /* src may be freed or reused by the caller as soon as we return */
         note_error(g, cudaStreamSynchronize(g->launch.stream), "write");
+}
+
+extern "C" int gpu_backend_upload_weight(struct rig_backend *b, const struct rig_weight *w, struct rig_weight *out)
+{
+        struct gpu_backend *g = to_gpu(b);
+        size_t stride = gpu_row_stride(w->type, w->n_in), bytes = stride * w->n_out;
+        uint8_t *host = (uint8_t *)malloc(bytes ? bytes : 1);
+        float *dev = gpu_alloc(b, (bytes + sizeof(float) - 1) / sizeof(float));
+        if (!host || !dev) {
+                free(host);
+                return -ENOMEM;
+        }
+        gpu_layout_rows(w->type, w->n_in, w->n_out, w->data, w->row_bytes, host);
+        gpu_backend_write(b, dev, host, bytes);
+        free(host);
+        *out = *w;
+        out->data = dev;
+        out->row_bytes = stride;
+        return g->error == cudaSuccess ? 0 : -EIO;
 }
 
 extern "C" int gpu_backend_error(struct rig_backend *b, char *err, size_t err_size)

@@ -26,6 +26,11 @@ int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_
  * order with the ops. The interface has no upload op yet; tests and later split modes need one. */
 void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes);
 
+/* A weight of host memory (GGUF layout) into backend memory in the device layout (layout.h), as
+ * the backend holds the model's: *out is w with data and row_bytes of the device copy, freed
+ * with the backend. 0, -ENOMEM, or -EIO (see gpu_backend_error). */
+int gpu_backend_upload_weight(struct rig_backend *b, const struct rig_weight *w, struct rig_weight *out);
+
 /* 0 while every op so far launched and ran, else -EIO with the first failure in err. The ops
  * themselves return nothing; call this after read(). */
 int gpu_backend_error(struct rig_backend *b, char *err, size_t err_size);

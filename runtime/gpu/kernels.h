@@ -13,13 +13,33 @@ struct gpu_launch {
 /* Most head_dim the attention kernel holds in registers. */
 #define GPU_MAX_HEAD_DIM 256
 
+/* Columns one matvec launch takes; gpu_matmul loops over more. */
+#define GPU_MAX_COLS 8
+
 /* true when matvec and embed have a kernel for rows of this type. */
 bool gpu_type_supported(enum rig_type type);
 
-/* y[n_out] = W x[n_in] (+ bias[n_out] when not NULL); x 16-byte aligned. */
-void gpu_matvec(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const float *bias, float *y);
+/* Activations quantized to 8 bits for the kernels of the quantized types: per 32 elements a
+ * scale d and d * (sum of the 32 levels); levels and scales as rig_quantize_row's Q8_0. */
+struct gpu_act {
+        int8_t *q;                      /* [n_cols][n_in] levels */
+        float2 *ds;                     /* [n_cols][n_in / 32] */
+};
 
-/* out[n] = row (one row of type, n elements) as float. */
+/* true when gpu_matmul on rows of this type reads act (quantized), false when it reads x. */
+bool gpu_matvec_takes_int8(enum rig_type type);
+
+/* act = x[n_cols][n_in] (n_in % 32 == 0) quantized. */
+void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, const struct gpu_act *a);
+
+/* y[j][n_out] = W x[j][n_in] (+ bias[n_out] when not NULL) for j < n_cols. W in the device
+ * layout (layout.h); x 16-byte aligned for the float types; for the quantized types act holds x
+ * quantized (x itself is not read, may be NULL). Each weight byte is read once per GPU_MAX_COLS
+ * columns. */
+void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
+                uint32_t n_cols, const float *bias, float *y);
+
+/* out[n] = row (one row of type in the device layout, n elements) as float. */
 void gpu_dequantize_row(const struct gpu_launch *g, enum rig_type type, const void *row, uint32_t n, float *out);
 
 /* out[n] = x * w / rms(x), the sum of squares in double as on the CPU. */

@@ -1,14 +1,30 @@
-/* matvec.cu — y = W x for every weight type: dequantize fused into the dot product, float32
- * activations, one warp per output row (decode at batch 1 streams each weight byte once, so the
- * kernels are built around the loads: one chunk of a block per lane per step, see dequant.cuh).
- * One kernel per type, chosen from a table. */
+/* matvec.cu — y[j] = W x[j] for up to GPU_MAX_COLS activation vectors at once (decode is one;
+ * a batch of sequences, or a prompt's tokens, more): the dequantization fused into the dot
+ * product, one warp per output row, each weight byte read once for every column — at batch 1
+ * a decoder streams each weight byte once per token, so the kernels are built around the
+ * loads. Quantized types take 8-bit activations (dot_int8.cuh; gpu_quantize_act makes them),
+ * the float types float activations (dequant.cuh). One kernel per type and column count,
+ * chosen from a table. */
 #include "dequant.cuh"
+#include "dot_int8.cuh"
 #include "kernels.h"
 #include "reduce.cuh"
 #include "rig_assert.h"
 
-/* Block of 256 threads: blockDim = (warp size, 256 / warp size), one row per warp. */
-#define MATVEC_BLOCK_THREADS 256
+/* Rows (warps) per block: 4 keeps blocks small enough to spread the 1024-row K and V
+ * projections over every multiprocessor. */
+#define MATVEC_ROWS_PER_BLOCK 4
+
+struct matvec_args {
+        const uint8_t *w;
+        size_t stride;                  /* bytes from one row to the next */
+        uint32_t n_in, n_out;
+        const float *x;                 /* [n_cols][n_in], float types */
+        const int8_t *xq;               /* [n_cols][n_in], quantized types */
+        const float2 *xds;              /* [n_cols][n_in / 32] */
+        const float *bias;              /* [n_out] or NULL */
+        float *y;                       /* [n_cols][n_out] */
+};
 
 /* dot(v[LEN], x[LEN]); x is 16-byte aligned when LEN is a multiple of 4 (runs start at
  * multiples of 8 elements of a 16-byte aligned vector). */
@@ -32,47 +48,117 @@ static __device__ __forceinline__ float dot_run(const float *v, const float *x, 
         return acc;
 }
 
-/* w: [n_out] rows of row_bytes; x: [n_in]; y, bias: [n_out]. */
-template <typename D>
-__global__ void matvec_kernel(const uint8_t *w, size_t row_bytes, uint32_t n_in, uint32_t n_out, const float *x,
-                              const float *bias, float *y)
+/* Lane j of the row's warp writes column j. */
+template <int NCOLS>
+static __device__ __forceinline__ void store_row(const matvec_args &a, uint32_t row, float *acc)
 {
-        uint32_t row = blockIdx.x * blockDim.y + threadIdx.y;
-        if (row >= n_out)
-                return;                 /* the whole warp: rows are per warp */
-        const uint8_t *wr = w + (size_t)row * row_bytes;
-        uint32_t n_chunks = D::chunks(n_in);
-        float acc = 0.0f;
-        for (uint32_t c = threadIdx.x; c < n_chunks; c += WARP_SIZE) {
-                float v[D::RUNS * D::RUN_LEN];
-                D::decode(wr, c, v);
-                const float *xc = x + D::first(c);
 #pragma unroll
-                for (int r = 0; r < D::RUNS; r++)
-                        acc = dot_run<D::RUN_LEN>(v + r * D::RUN_LEN, xc + r * D::RUN_STRIDE, acc);
+        for (int j = 0; j < NCOLS; j++) {
+                float s = warp_sum(acc[j]);
+                if (threadIdx.x == (unsigned)j)
+                        a.y[(size_t)j * a.n_out + row] = a.bias ? s + a.bias[row] : s;
         }
-        acc = warp_sum(acc);
-        if (threadIdx.x == 0)
-                y[row] = bias ? acc + bias[row] : acc;
 }
 
-typedef void (*matvec_fn)(const uint8_t *, size_t, uint32_t, uint32_t, const float *, const float *, float *);
+template <typename D, int NCOLS>
+__global__ void matvec_float_kernel(matvec_args a)
+{
+        uint32_t row = blockIdx.x * blockDim.y + threadIdx.y;
+        if (row >= a.n_out)
+                return;                 /* the whole warp: rows are per warp */
+        const uint8_t *wr = a.w + (size_t)row * a.stride;
+        uint32_t n_chunks = D::chunks(a.n_in);
+        float acc[NCOLS] = {};
+        for (uint32_t c = threadIdx.x; c < n_chunks; c += WARP_SIZE) {
+                float v[D::RUNS * D::RUN_LEN];
+                D::decode(wr, a.n_in, c, v);
+#pragma unroll
+                for (int j = 0; j < NCOLS; j++) {
+                        const float *xc = a.x + (size_t)j * a.n_in + D::first(c);
+#pragma unroll
+                        for (int r = 0; r < D::RUNS; r++)
+                                acc[j] = dot_run<D::RUN_LEN>(v + r * D::RUN_LEN, xc + r * D::RUN_STRIDE, acc[j]);
+                }
+        }
+        store_row<NCOLS>(a, row, acc);
+}
+
+template <typename D, int NCOLS>
+__global__ void matvec_int8_kernel(matvec_args a)
+{
+        uint32_t row = blockIdx.x * blockDim.y + threadIdx.y;
+        if (row >= a.n_out)
+                return;
+        const uint8_t *wr = a.w + (size_t)row * a.stride;
+        uint32_t n_chunks = a.n_in / D::CHUNK, n_blocks = a.n_in / 32;
+        float acc[NCOLS] = {};
+        /* two chunks' loads in flight per lane: a lane has few steps (7 for a 14336-wide Q4_K
+         * row) and memory latency is what bounds each */
+#pragma unroll 2
+        for (uint32_t c = threadIdx.x; c < n_chunks; c += WARP_SIZE) {
+                typename D::W wv;
+                D::load(wr, a.n_in, c, wv);
+#pragma unroll
+                for (int j = 0; j < NCOLS; j++)
+                        acc[j] += D::dot(wv, c, a.xq + (size_t)j * a.n_in, a.xds + (size_t)j * n_blocks);
+        }
+        store_row<NCOLS>(a, row, acc);
+}
+
+/* The two kernel families, as types whose launch<NCOLS> starts the instance for D. */
+template <typename D>
+struct float_kernels {
+        template <int NCOLS>
+        static void launch(const matvec_args &a, dim3 grid, dim3 block, cudaStream_t s)
+        {
+                matvec_float_kernel<D, NCOLS><<<grid, block, 0, s>>>(a);
+        }
+};
+
+template <typename D>
+struct int8_kernels {
+        template <int NCOLS>
+        static void launch(const matvec_args &a, dim3 grid, dim3 block, cudaStream_t s)
+        {
+                matvec_int8_kernel<D, NCOLS><<<grid, block, 0, s>>>(a);
+        }
+};
+
+/* One launch of n_cols (1..GPU_MAX_COLS) columns: the kernel instance for that count. */
+template <typename K>
+static void launch_cols(const matvec_args &a, uint32_t n_cols, dim3 grid, dim3 block, cudaStream_t s)
+{
+        switch (n_cols) {
+        case 1: K::template launch<1>(a, grid, block, s); break;
+        case 2: K::template launch<2>(a, grid, block, s); break;
+        case 3: K::template launch<3>(a, grid, block, s); break;
+        case 4: K::template launch<4>(a, grid, block, s); break;
+        case 5: K::template launch<5>(a, grid, block, s); break;
+        case 6: K::template launch<6>(a, grid, block, s); break;
+        case 7: K::template launch<7>(a, grid, block, s); break;
+        default: K::template launch<8>(a, grid, block, s); break;
+        }
+}
+
+typedef void (*launch_fn)(const matvec_args &, uint32_t, dim3, dim3, cudaStream_t);
 
 /* vec needs n_in % 8 == 0 for the float types; scalar (float types only) takes any n_in. */
 struct matvec_entry {
         enum rig_type type;
-        matvec_fn vec, scalar;
+        bool takes_int8;
+        launch_fn vec, scalar;
 };
 
 static const struct matvec_entry matvec_table[] = {
-        { RIG_TYPE_F32, matvec_kernel<dec_f32>, matvec_kernel<dec_f32_scalar> },
-        { RIG_TYPE_F16, matvec_kernel<dec_f16>, matvec_kernel<dec_f16_scalar> },
-        { RIG_TYPE_BF16, matvec_kernel<dec_bf16>, matvec_kernel<dec_bf16_scalar> },
-        { RIG_TYPE_Q4_0, matvec_kernel<dec_q4_0>, NULL },
-        { RIG_TYPE_Q8_0, matvec_kernel<dec_q8_0>, NULL },
-        { RIG_TYPE_Q4_K, matvec_kernel<dec_q4_k>, NULL },
-        { RIG_TYPE_Q5_K, matvec_kernel<dec_q5_k>, NULL },
-        { RIG_TYPE_Q6_K, matvec_kernel<dec_q6_k>, NULL },
+        { RIG_TYPE_F32, false, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> > },
+        { RIG_TYPE_F16, false, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> > },
+        { RIG_TYPE_BF16, false, launch_cols<float_kernels<dec_bf16> >,
+          launch_cols<float_kernels<dec_bf16_scalar> > },
+        { RIG_TYPE_Q4_0, true, launch_cols<int8_kernels<dot_q4_0> >, NULL },
+        { RIG_TYPE_Q8_0, true, launch_cols<int8_kernels<dot_q8_0> >, NULL },
+        { RIG_TYPE_Q4_K, true, launch_cols<int8_kernels<dot_q4_k> >, NULL },
+        { RIG_TYPE_Q5_K, true, launch_cols<int8_kernels<dot_q5_k> >, NULL },
+        { RIG_TYPE_Q6_K, true, launch_cols<int8_kernels<dot_q6_k> >, NULL },
 };
 
 static const struct matvec_entry *matvec_find(enum rig_type type)
@@ -88,18 +174,76 @@ bool gpu_type_supported(enum rig_type type)
         return matvec_find(type) != NULL;
 }
 
-void gpu_matvec(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const float *bias, float *y)
+bool gpu_matvec_takes_int8(enum rig_type type)
+{
+        const struct matvec_entry *e = matvec_find(type);
+        return e && e->takes_int8;
+}
+
+/* ---- 8-bit activations ---- */
+
+/* Thread i takes element i; the 32 lanes of a block (half a 64-wide wavefront, or a whole
+ * 32-wide warp) agree on its scale by shuffles. Rounded as rig_quantize_row's Q8_0: d =
+ * amax / 127 to f16, levels the nearest integers (ties to even) to x / d, clamped. */
+__global__ void quantize_act_kernel(const float *x, size_t n, int8_t *q, float2 *ds)
+{
+        size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+        float v = i < n ? x[i] : 0.0f;  /* every lane shuffles, even past the end */
+        float amax = fabsf(v);
+        for (int off = 16; off > 0; off /= 2)
+                amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+        float d = __half2float(__float2half_rn(__fdiv_rn(amax, 127.0f)));
+        float t = d == 0.0f ? 0.0f : __fdiv_rn(v, d);
+        int level = __float2int_rn(fminf(fmaxf(t, -127.0f), 127.0f));
+        int sum = level;
+        for (int off = 16; off > 0; off /= 2)
+                sum += __shfl_xor_sync(0xffffffffu, sum, off);
+        if (i >= n)
+                return;
+        q[i] = (int8_t)level;
+        if (i % 32 == 0)
+                ds[i / 32] = make_float2(d, d * (float)sum);
+}
+
+void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, const struct gpu_act *a)
+{
+        RIG_ASSERT(n_in % 32 == 0, "8-bit activations of %u elements", n_in);
+        size_t n = (size_t)n_in * n_cols;
+        if (n == 0)
+                return;
+        const unsigned threads = 256;
+        quantize_act_kernel<<<(unsigned)((n + threads - 1) / threads), threads, 0, g->stream>>>(x, n, a->q, a->ds);
+}
+
+void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
+                uint32_t n_cols, const float *bias, float *y)
 {
         const struct matvec_entry *e = matvec_find(w->type);
         RIG_ASSERT(e, "matvec of weight type %d", (int)w->type);
-        RIG_ASSERT(((uintptr_t)x & 15) == 0 && ((uintptr_t)w->data & 15) == 0, "matvec: x %p, W %p not 16-byte aligned",
-                   (const void *)x, w->data);
-        matvec_fn fn = e->vec;
+        RIG_ASSERT(e->takes_int8 ? act && w->n_in % 32 == 0 : ((uintptr_t)x & 15) == 0,
+                   "matvec of type %d, n_in %u: x %p not 16-byte aligned, or no 8-bit activations", (int)w->type, w->n_in,
+                   (const void *)x);
+        RIG_ASSERT(((uintptr_t)w->data & 15) == 0 && w->row_bytes % 16 == 0, "matvec: W %p, stride %zu not 16-byte aligned",
+                   w->data, w->row_bytes);
+        launch_fn fn = e->vec;
         if (e->scalar && w->n_in % 8 != 0)
                 fn = e->scalar;
         if (w->n_out == 0)
                 return;
-        dim3 block(g->warp_size, MATVEC_BLOCK_THREADS / g->warp_size);
-        dim3 grid((w->n_out + block.y - 1) / block.y);
-        fn<<<grid, block, 0, g->stream>>>((const uint8_t *)w->data, w->row_bytes, w->n_in, w->n_out, x, bias, y);
+        dim3 block(g->warp_size, MATVEC_ROWS_PER_BLOCK);
+        dim3 grid((w->n_out + MATVEC_ROWS_PER_BLOCK - 1) / MATVEC_ROWS_PER_BLOCK);
+        for (uint32_t j = 0; j < n_cols; j += GPU_MAX_COLS) {
+                matvec_args a;
+                a.w = (const uint8_t *)w->data;
+                a.stride = w->row_bytes;
+                a.n_in = w->n_in;
+                a.n_out = w->n_out;
+                a.x = x ? x + (size_t)j * w->n_in : NULL;
+                a.xq = act ? act->q + (size_t)j * w->n_in : NULL;
+                a.xds = act ? act->ds + (size_t)j * (w->n_in / 32) : NULL;
+                a.bias = bias;
+                a.y = y + (size_t)j * w->n_out;
+                uint32_t cols = n_cols - j < GPU_MAX_COLS ? n_cols - j : GPU_MAX_COLS;
+                fn(a, cols, grid, block, g->stream);
+        }
 }

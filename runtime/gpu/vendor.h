@@ -12,6 +12,7 @@
 
 #define cudaDeviceProp hipDeviceProp_t
 #define cudaError_t hipError_t
+#define cudaErrorMemoryAllocation hipErrorMemoryAllocation
 #define cudaEvent_t hipEvent_t
 #define cudaStream_t hipStream_t
 #define cudaSuccess hipSuccess
@@ -51,6 +52,12 @@
 #define WARP_SIZE 64
 #endif
 
+/* Four signed 8-bit products summed into c: v_dot4_i32_i8 (gfx906, gfx908, gfx90a, gfx1030). */
+static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
+{
+        return __builtin_amdgcn_sdot4(a, b, c, false);
+}
+
 #else /* CUDA */
 
 #include <cuda_fp16.h>
@@ -58,6 +65,12 @@
 
 #define GPU_VENDOR_NAME "cuda"
 #define WARP_SIZE 32
+
+/* Four signed 8-bit products summed into c (sm_61 and later). */
+static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
+{
+        return __dp4a(a, b, c);
+}
 
 #endif
 

@@ -31,9 +31,11 @@ struct rig_backend_ops {
         void (*embed)(struct rig_backend *b, float *x);
         /* out[n] = x * w / rms(x) (eps from the model). */
         void (*rmsnorm)(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n);
-        /* y[n_out] = W x[n_in] (+ bias[n_out] when not NULL). */
-        void (*matvec)(struct rig_backend *b, const struct rig_weight *w, const float *x, const float *bias,
-                       float *y);
+        /* y[j][n_out] = W x[j][n_in] (+ bias[n_out] when not NULL) for the n vectors j < n, x and
+         * y contiguous: decode passes one; a batch passes several, and a backend reads each
+         * weight byte once for as many of them as it can. */
+        void (*matmul)(struct rig_backend *b, const struct rig_weight *w, const float *x, uint32_t n,
+                       const float *bias, float *y);
         /* Rotates n_heads heads of head_dim in place by the position (the model's RoPE). */
         void (*rope)(struct rig_backend *b, float *vec, uint32_t n_heads);
         /* Stores k, v [kv_dim] at the position of this layer's cache, then out[q_dim] =

@@ -67,13 +67,13 @@ static void attention_block(struct rig_session *s, const struct rig_layer *l, ui
         const struct rig_config *c = &s->model->cfg;
 
         o->rmsnorm(b, s->xn, s->x, l->attn_norm, c->n_embd);
-        o->matvec(b, &l->wq, s->xn, l->bq, s->q);
-        o->matvec(b, &l->wk, s->xn, l->bk, s->k);
-        o->matvec(b, &l->wv, s->xn, l->bv, s->v);
+        o->matmul(b, &l->wq, s->xn, 1, l->bq, s->q);
+        o->matmul(b, &l->wk, s->xn, 1, l->bk, s->k);
+        o->matmul(b, &l->wv, s->xn, 1, l->bv, s->v);
         o->rope(b, s->q, c->n_head);
         o->rope(b, s->k, c->n_head_kv);
         o->attention(b, layer, s->q, s->k, s->v, s->att);
-        o->matvec(b, &l->wo, s->att, NULL, s->proj);
+        o->matmul(b, &l->wo, s->att, 1, NULL, s->proj);
         o->add(b, s->x, s->proj, c->n_embd);
 }
 
@@ -84,10 +84,10 @@ static void ffn_block(struct rig_session *s, const struct rig_layer *l)
         const struct rig_config *c = &s->model->cfg;
 
         o->rmsnorm(b, s->xn, s->x, l->ffn_norm, c->n_embd);
-        o->matvec(b, &l->w_gate, s->xn, NULL, s->gate);
-        o->matvec(b, &l->w_up, s->xn, NULL, s->up);
+        o->matmul(b, &l->w_gate, s->xn, 1, NULL, s->gate);
+        o->matmul(b, &l->w_up, s->xn, 1, NULL, s->up);
         o->swiglu(b, s->xn, s->gate, s->up, c->n_ff);
-        o->matvec(b, &l->w_down, s->xn, NULL, s->proj);
+        o->matmul(b, &l->w_down, s->xn, 1, NULL, s->proj);
         o->add(b, s->x, s->proj, c->n_embd);
 }
 
@@ -107,7 +107,7 @@ int session_eval(struct rig_session *s, int32_t token, uint32_t pos)
                 ffn_block(s, &m->layers[i]);
         }
         o->rmsnorm(b, s->xn, s->x, m->output_norm, c->n_embd);
-        o->matvec(b, &m->output, s->xn, NULL, s->out);
+        o->matmul(b, &m->output, s->xn, 1, NULL, s->out);
         o->end_token(b);
         return o->read(b, s->logits, s->out, c->n_vocab);
 }

@@ -1,8 +1,10 @@
-/* bench_gpu_matvec.cu — the matvec kernel of each weight type on 4096 rows x 14336 columns
- * (ggml's m=4096, k=14336, n=1: a Llama 8B FFN down projection): median of 100 runs timed with
- * events, in µs and effective GB/s (weight bytes / time). Twice: the same weights every run
- * (the L2 may hold part of them), and rotating through copies totalling over 100 MB (more than
- * an H100's 50 MB L2). Prints numbers, never asserts on time. */
+/* bench_gpu_matvec.cu — the matrix-vector product of each weight type on 4096 rows x 14336
+ * columns (ggml's m=4096, k=14336: a Llama 8B FFN down projection), as the backend's op runs it
+ * (the activations' quantization included), for n=1 and n=8 columns: median of 100 runs timed
+ * with events, in µs and effective GB/s (GGUF weight bytes / time). Twice: the same weights
+ * every run (the L2 may hold part of them, as in ggml's test-backend-ops), and rotating through
+ * copies totalling over 100 MB (more than an H100's 50 MB or an H200's 60 MB L2). Prints
+ * numbers, never asserts on time. */
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -10,11 +12,13 @@
 
 #include "backend_gpu.h"
 #include "kernels.h"
+#include "layout.h"
 #include "random_weights.h"
 
 #define N_OUT 4096
 #define N_IN 14336
 #define N_RUNS 100
+#define N_COLS_MAX 8
 #define ROTATE_BYTES ((size_t)100 << 20)
 
 static int cmp_float(const void *a, const void *b)
@@ -31,18 +35,34 @@ static int check(cudaError_t e, const char *what)
         return -1;
 }
 
-/* Median µs of N_RUNS launches, run i reading weights[i % n_weights]. */
-static float time_matvec(const struct gpu_launch *g, struct rig_weight *weights, size_t n_weights, const float *x, float *y)
+/* What one timed product reads and writes. */
+struct bench_io {
+        const float *x;                 /* [N_COLS_MAX][N_IN] */
+        struct gpu_act act;
+        float *y;                       /* [N_COLS_MAX][N_OUT] */
+};
+
+/* One op as the backend runs it: x quantized (the quantized types), then the product. */
+static void run_matmul(const struct gpu_launch *g, const struct rig_weight *w, const struct bench_io *io, uint32_t n_cols)
+{
+        if (gpu_matvec_takes_int8(w->type))
+                gpu_quantize_act(g, io->x, w->n_in, n_cols, &io->act);
+        gpu_matmul(g, w, io->x, &io->act, n_cols, NULL, io->y);
+}
+
+/* Median µs of N_RUNS products of n_cols columns, run i reading weights[i % n_weights]. */
+static float time_matmul(const struct gpu_launch *g, struct rig_weight *weights, size_t n_weights,
+                         const struct bench_io *io, uint32_t n_cols)
 {
         cudaEvent_t start, stop;
         cudaEventCreate(&start);
         cudaEventCreate(&stop);
         float us[N_RUNS];
         for (int i = 0; i < 5; i++)
-                gpu_matvec(g, &weights[i % n_weights], x, NULL, y);     /* warm up: clocks, caches, lazy loading */
+                run_matmul(g, &weights[i % n_weights], io, n_cols);     /* warm up: clocks, caches, lazy loading */
         for (int i = 0; i < N_RUNS; i++) {
                 cudaEventRecord(start, g->stream);
-                gpu_matvec(g, &weights[i % n_weights], x, NULL, y);
+                run_matmul(g, &weights[i % n_weights], io, n_cols);
                 cudaEventRecord(stop, g->stream);
                 cudaEventSynchronize(stop);
                 float ms = 0;
@@ -55,33 +75,39 @@ static float time_matvec(const struct gpu_launch *g, struct rig_weight *weights,
         return (us[N_RUNS / 2 - 1] + us[N_RUNS / 2]) / 2;
 }
 
-static int bench_type(const struct gpu_launch *g, enum rig_type type, const float *x, float *y)
+static int bench_type(const struct gpu_launch *g, enum rig_type type, const struct bench_io *io)
 {
-        size_t row_bytes = rig_row_bytes(type, N_IN), bytes = row_bytes * N_OUT;
+        size_t row_bytes = rig_row_bytes(type, N_IN), stride = gpu_row_stride(type, N_IN);
+        size_t bytes = row_bytes * N_OUT, dev_bytes = stride * N_OUT;
         size_t n_copies = ROTATE_BYTES / bytes + 2;
         uint8_t *host = random_matrix(type, N_IN, N_OUT);
+        uint8_t *laid = (uint8_t *)malloc(dev_bytes);
+        gpu_layout_rows(type, N_IN, N_OUT, host, row_bytes, laid);
         struct rig_weight *weights = (struct rig_weight *)calloc(n_copies, sizeof(*weights));
         int r = 0;
         for (size_t i = 0; i < n_copies && r == 0; i++) {
                 void *d = NULL;
-                r = check(cudaMalloc(&d, bytes), "allocating weights");
+                r = check(cudaMalloc(&d, dev_bytes), "allocating weights");
                 if (r == 0)
-                        r = check(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice), "uploading weights");
-                struct rig_weight w = { d, type, N_IN, N_OUT, row_bytes };
+                        r = check(cudaMemcpy(d, laid, dev_bytes, cudaMemcpyHostToDevice), "uploading weights");
+                struct rig_weight w = { d, type, N_IN, N_OUT, stride };
                 weights[i] = w;
         }
         if (r == 0) {
-                float same = time_matvec(g, weights, 1, x, y);
-                float rotating = time_matvec(g, weights, n_copies, x, y);
-                r = check(cudaGetLastError(), "matvec");
+                float same1 = time_matmul(g, weights, 1, io, 1), rot1 = time_matmul(g, weights, n_copies, io, 1);
+                float same8 = time_matmul(g, weights, 1, io, N_COLS_MAX);
+                float rot8 = time_matmul(g, weights, n_copies, io, N_COLS_MAX);
+                r = check(cudaGetLastError(), "matmul");
                 if (r == 0)
-                        printf("%-5s %7.2f MB   same: %8.1f us %7.1f GB/s   rotating %zu copies: %8.1f us %7.1f GB/s\n",
-                               rig_type_get(type)->name, bytes / 1e6, same, bytes / (same * 1e3), n_copies, rotating,
-                               bytes / (rotating * 1e3));
+                        printf("%-5s %6.2f MB  n=1 same %7.1f us %6.0f GB/s  rotating(%zu) %7.1f us %6.0f GB/s  "
+                               "n=%d same %7.1f us  rotating %7.1f us  n=%d/n=1 %.2f\n",
+                               rig_type_get(type)->name, bytes / 1e6, same1, bytes / (same1 * 1e3), n_copies, rot1,
+                               bytes / (rot1 * 1e3), N_COLS_MAX, same8, rot8, N_COLS_MAX, rot8 / rot1);
         }
         for (size_t i = 0; i < n_copies; i++)
                 cudaFree((void *)weights[i].data);
         free(weights);
+        free(laid);
         free(host);
         return r;
 }
@@ -100,19 +126,25 @@ int main(void)
         g.warp_size = prop.warpSize;
         printf("%s: matvec %d x %d, median of %d runs\n", prop.name, N_OUT, N_IN, N_RUNS);
 
-        float *hx = random_floats(N_IN);
-        float *x = NULL, *y = NULL;
-        if (check(cudaMalloc((void **)&x, N_IN * sizeof(float)), "allocating x") < 0 ||
-            check(cudaMalloc((void **)&y, N_OUT * sizeof(float)), "allocating y") < 0 ||
-            check(cudaMemcpy(x, hx, N_IN * sizeof(float), cudaMemcpyHostToDevice), "uploading x") < 0)
+        float *hx = random_floats((size_t)N_IN * N_COLS_MAX);
+        struct bench_io io;
+        float *x = NULL;
+        if (check(cudaMalloc((void **)&x, (size_t)N_IN * N_COLS_MAX * sizeof(float)), "allocating x") < 0 ||
+            check(cudaMalloc((void **)&io.y, (size_t)N_OUT * N_COLS_MAX * sizeof(float)), "allocating y") < 0 ||
+            check(cudaMalloc((void **)&io.act.q, (size_t)N_IN * N_COLS_MAX), "allocating activations") < 0 ||
+            check(cudaMalloc((void **)&io.act.ds, (size_t)N_IN / 32 * N_COLS_MAX * sizeof(float2)), "allocating scales") < 0 ||
+            check(cudaMemcpy(x, hx, (size_t)N_IN * N_COLS_MAX * sizeof(float), cudaMemcpyHostToDevice), "uploading x") < 0)
                 return 1;
+        io.x = x;
         static const enum rig_type types[] = { RIG_TYPE_F32, RIG_TYPE_F16, RIG_TYPE_BF16, RIG_TYPE_Q8_0,
                                                RIG_TYPE_Q4_0, RIG_TYPE_Q4_K, RIG_TYPE_Q5_K, RIG_TYPE_Q6_K };
         int failed = 0;
         for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-                failed |= bench_type(&g, types[i], x, y) < 0;
+                failed |= bench_type(&g, types[i], &io) < 0;
         cudaFree(x);
-        cudaFree(y);
+        cudaFree(io.y);
+        cudaFree(io.act.q);
+        cudaFree(io.act.ds);
         cudaStreamDestroy(g.stream);
         free(hx);
         return failed;

@@ -122,80 +122,152 @@ static double max_abs_diff(const float *a, const float *b, size_t n)
         return m;
 }
 
-/* ---- matvec ---- */
+/* ---- matmul ---- */
 
-/* The GPU decodes exactly the CPU's values; what differs is the order of float sums. The error
- * is taken relative to sum |w_i x_i| of the row (what bounds any summation order's rounding),
- * so one tolerance fits every type: 1e-5 ~ 80 float ulps. Listed per type all the same, so a
- * type that ever needs its own has its place. */
-static const struct { enum rig_type type; double tol; } matvec_tolerance[] = {
+/* The GPU decodes exactly the CPU's values. The quantized types take activations quantized to
+ * 8 bits as rig_quantize_row's Q8_0 rounds them (per 32 elements), so the reference takes x
+ * through that rounding too; what remains is the order and rounding of the float sums. The
+ * error is taken relative to sum |w_i x_i| of the row (what bounds any summation order's
+ * rounding), so one tolerance fits every type: 1e-5 ~ 80 float ulps. Listed per type all the
+ * same, so a type that ever needs its own has its place. */
+static const struct { enum rig_type type; double tol; } matmul_tolerance[] = {
         { RIG_TYPE_F32, 1e-5 }, { RIG_TYPE_F16, 1e-5 }, { RIG_TYPE_BF16, 1e-5 }, { RIG_TYPE_Q4_0, 1e-5 },
         { RIG_TYPE_Q8_0, 1e-5 }, { RIG_TYPE_Q4_K, 1e-5 }, { RIG_TYPE_Q5_K, 1e-5 }, { RIG_TYPE_Q6_K, 1e-5 },
 };
 
-static void test_matvec(struct rig_backend *b, enum rig_type type, uint32_t n_out, uint32_t n_in, bool has_bias,
-                        double tol)
+/* x as the GPU's kernels for type see it. */
+static void activations_as_seen(enum rig_type type, const float *x, uint32_t n, float *out)
+{
+        if (rig_type_get(type)->block_elems == 1) {
+                memcpy(out, x, n * sizeof(float));
+                return;
+        }
+        struct block_q8_0 *q = malloc(rig_row_bytes(RIG_TYPE_Q8_0, n));
+        rig_quantize_row(RIG_TYPE_Q8_0, x, q, n);
+        rig_dequantize_row(RIG_TYPE_Q8_0, q, out, n);
+        free(q);
+}
+
+/* Largest error of y[n_cols][n_out] against the double-precision reference. */
+static double matmul_error(enum rig_type type, const uint8_t *w, uint32_t n_out, uint32_t n_in, const float *x,
+                           uint32_t n_cols, const float *bias, const float *y)
 {
         size_t rb = rig_row_bytes(type, n_in);
-        uint8_t *w = random_matrix(type, n_in, n_out);
-        float *x = random_floats(n_in), *bias = random_floats(n_out), *y = malloc(n_out * sizeof(float));
-        float *row = malloc(n_in * sizeof(float));
-
-        struct rig_weight dw = { upload(b, w, rb * n_out), type, n_in, n_out, rb };
-        float *dx = upload(b, x, n_in * sizeof(float));
-        float *dbias = upload(b, bias, n_out * sizeof(float));
-        float *dy = b->ops->alloc(b, n_out);
-        double err = NAN;
-        if (dw.data && dx && dbias && dy) {
-                b->ops->matvec(b, &dw, dx, has_bias ? dbias : NULL, dy);
-                b->ops->read(b, y, dy, n_out);
-                err = 0;
+        float *row = malloc(n_in * sizeof(float)), *xs = malloc(n_in * sizeof(float));
+        double err = 0;
+        for (uint32_t j = 0; j < n_cols; j++) {
+                activations_as_seen(type, x + (size_t)j * n_in, n_in, xs);
                 for (uint32_t r = 0; r < n_out; r++) {
                         rig_dequantize_row(type, w + r * rb, row, n_in);
-                        double dot = has_bias ? bias[r] : 0.0, mag = has_bias ? fabs(bias[r]) : 0.0;
+                        double dot = bias ? bias[r] : 0.0, mag = bias ? fabs(bias[r]) : 0.0;
                         for (uint32_t i = 0; i < n_in; i++) {
-                                dot += (double)row[i] * x[i];
-                                mag += fabs((double)row[i] * x[i]);
+                                dot += (double)row[i] * xs[i];
+                                mag += fabs((double)row[i] * xs[i]);
                         }
-                        double e = fabs(y[r] - dot) / (mag > 1e-30 ? mag : 1e-30);
+                        double e = fabs(y[(size_t)j * n_out + r] - dot) / (mag > 1e-30 ? mag : 1e-30);
                         if (!(e <= err))
                                 err = e;
                 }
         }
+        free(row);
+        free(xs);
+        return err;
+}
+
+static void test_matmul(struct rig_backend *b, enum rig_type type, uint32_t n_out, uint32_t n_in, uint32_t n_cols,
+                        bool has_bias, double tol)
+{
+        size_t rb = rig_row_bytes(type, n_in);
+        uint8_t *w = random_matrix(type, n_in, n_out);
+        float *x = random_floats((size_t)n_in * n_cols), *bias = random_floats(n_out);
+        float *y = malloc((size_t)n_out * n_cols * sizeof(float));
+
+        struct rig_weight hw = { w, type, n_in, n_out, rb }, dw;
+        int r = gpu_backend_upload_weight(b, &hw, &dw);
+        float *dx = upload(b, x, (size_t)n_in * n_cols * sizeof(float));
+        float *dbias = upload(b, bias, n_out * sizeof(float));
+        float *dy = b->ops->alloc(b, (size_t)n_out * n_cols);
+        double err = NAN;
+        if (r == 0 && dx && dbias && dy) {
+                b->ops->matmul(b, &dw, dx, n_cols, has_bias ? dbias : NULL, dy);
+                b->ops->read(b, y, dy, (size_t)n_out * n_cols);
+                err = matmul_error(type, w, n_out, n_in, x, n_cols, has_bias ? bias : NULL, y);
+        }
         char shape[64];
-        snprintf(shape, sizeof(shape), "%s %ux%u%s", rig_type_get(type)->name, n_out, n_in, has_bias ? " +bias" : "");
-        report(b, "matvec", shape, err, tol);
+        snprintf(shape, sizeof(shape), "%s %ux%u x%u%s", rig_type_get(type)->name, n_out, n_in, n_cols,
+                 has_bias ? " +bias" : "");
+        report(b, "matmul", shape, err, tol);
         free(w);
         free(x);
         free(bias);
         free(y);
-        free(row);
 }
 
-static void test_matvec_all(void)
+/* Q, K and V of one x: the backend quantizes x once for the three; then x changes (an add)
+ * and the next product must see the new x, not the old quantization. */
+static void test_matmul_reuses_and_forgets_x(struct rig_backend *b, enum rig_type type)
+{
+        const uint32_t n_in = 512, n_out = 64;
+        size_t rb = rig_row_bytes(type, n_in);
+        uint8_t *w = random_matrix(type, n_in, n_out);
+        float *x = random_floats(n_in), *delta = random_floats(n_in), *y = malloc(n_out * sizeof(float));
+        struct rig_weight hw = { w, type, n_in, n_out, rb }, dw;
+        int r = gpu_backend_upload_weight(b, &hw, &dw);
+        float *dx = upload(b, x, n_in * sizeof(float)), *ddelta = upload(b, delta, n_in * sizeof(float));
+        float *dy = b->ops->alloc(b, n_out);
+        double err = NAN;
+        if (r == 0 && dx && ddelta && dy) {
+                b->ops->matmul(b, &dw, dx, 1, NULL, dy);
+                b->ops->matmul(b, &dw, dx, 1, NULL, dy);        /* the same x: reused */
+                b->ops->read(b, y, dy, n_out);
+                err = matmul_error(type, w, n_out, n_in, x, 1, NULL, y);
+                b->ops->add(b, dx, ddelta, n_in);
+                b->ops->matmul(b, &dw, dx, 1, NULL, dy);
+                b->ops->read(b, y, dy, n_out);
+                for (uint32_t i = 0; i < n_in; i++)
+                        x[i] += delta[i];
+                double e = matmul_error(type, w, n_out, n_in, x, 1, NULL, y);
+                err = e > err ? e : err;
+        }
+        char shape[64];
+        snprintf(shape, sizeof(shape), "%s x reused, then changed", rig_type_get(type)->name);
+        report(b, "matmul", shape, err, 1e-5);
+        free(w);
+        free(x);
+        free(delta);
+        free(y);
+}
+
+static void test_matmul_all(void)
 {
         /* n_out x n_in: one row, odd row counts (a partial block of rows), the shapes of a Llama
          * 8B (4096, 14336); n_in not a multiple of 8 takes the float types' scalar kernels. */
         static const uint32_t k_shapes[][2] = { { 1, 256 }, { 7, 512 }, { 33, 4096 }, { 256, 14336 } };
         static const uint32_t q32_shapes[][2] = { { 1, 32 }, { 3, 96 }, { 17, 4128 } };
         static const uint32_t float_shapes[][2] = { { 1, 1 }, { 5, 100 }, { 3, 7 }, { 9, 8 } };
+        /* every kernel instance (1..8 columns), and more than one launch holds (13) */
+        static const uint32_t col_counts[] = { 2, 3, 4, 5, 6, 7, 8, 13 };
 
         struct rig_model *m = model_from_spec(&default_spec);
-        for (size_t t = 0; t < sizeof(matvec_tolerance) / sizeof(matvec_tolerance[0]); t++) {
-                enum rig_type type = matvec_tolerance[t].type;
-                double tol = matvec_tolerance[t].tol;
+        for (size_t t = 0; t < sizeof(matmul_tolerance) / sizeof(matmul_tolerance[0]); t++) {
+                enum rig_type type = matmul_tolerance[t].type;
+                double tol = matmul_tolerance[t].tol;
                 struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
                 if (!b)
                         continue;
                 for (size_t i = 0; i < sizeof(k_shapes) / sizeof(k_shapes[0]); i++)
-                        test_matvec(b, type, k_shapes[i][0], k_shapes[i][1], false, tol);
-                test_matvec(b, type, 5, 256, true, tol);
+                        test_matmul(b, type, k_shapes[i][0], k_shapes[i][1], 1, false, tol);
+                test_matmul(b, type, 5, 256, 1, true, tol);
+                for (size_t i = 0; i < sizeof(col_counts) / sizeof(col_counts[0]); i++)
+                        test_matmul(b, type, 37, 512, col_counts[i], i % 2 == 0, tol);
                 if (rig_type_get(type)->block_elems <= 32)
                         for (size_t i = 0; i < sizeof(q32_shapes) / sizeof(q32_shapes[0]); i++)
-                                test_matvec(b, type, q32_shapes[i][0], q32_shapes[i][1], false, tol);
+                                test_matmul(b, type, q32_shapes[i][0], q32_shapes[i][1], 1, false, tol);
                 if (rig_type_get(type)->block_elems == 1)
                         for (size_t i = 0; i < sizeof(float_shapes) / sizeof(float_shapes[0]); i++)
-                                test_matvec(b, type, float_shapes[i][0], float_shapes[i][1], false, tol);
+                                test_matmul(b, type, float_shapes[i][0], float_shapes[i][1], 3, false, tol);
+                else
+                        test_matmul_reuses_and_forgets_x(b, type);
                 b->ops->free(b);
         }
         model_spec_free(m);
@@ -558,7 +630,7 @@ int main(void)
                 printf("skipped: no GPU\n");
                 return 0;
         }
-        test_matvec_all();
+        test_matmul_all();
         test_embed_all();
         test_elementwise_all();
         test_rope(RIG_ROPE_NORMAL, false, 128, 32);
