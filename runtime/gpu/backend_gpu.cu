@@ -39,6 +39,7 @@ struct gpu_backend {
         size_t act_cap;                 /* elements act holds */
         const float *act_src;           /* the x act was quantized from, while no op has run since */
         uint32_t act_n_in, act_n;
+        enum gpu_act_order act_order;
         int32_t token;
         uint32_t pos;
         cudaError_t error;              /* first failure of an op, and which op */
@@ -64,8 +65,9 @@ static void check_launch(struct gpu_backend *g, const char *op)
         note_error(g, cudaGetLastError(), op);
 }
 
-/* The matmuls in a row on one x (Q, K and V; gate and up) share one quantization of it: any
- * other op may write x, so each of them forgets it (forget_act). */
+/* The matmuls in a row on one x (Q, K and V; gate and up) share one quantization of it, when
+ * their types read the same order (Q4_K_M's Q6_K V takes its own): any other op may write x,
+ * so each of them forgets it (forget_act). */
 static void forget_act(struct gpu_backend *g)
 {
         g->act_src = NULL;
@@ -155,9 +157,13 @@ static void place_layer(struct placer *p, const struct rig_config *c, const stru
 static void place_model(struct placer *p, const struct rig_model *m, struct rig_model *d, struct rig_layer *layers)
 {
         const struct rig_config *c = &m->cfg;
-        d->tok_embd = place_weight(p, &m->tok_embd);
-        if (m->output.data == m->tok_embd.data)
-                d->output = d->tok_embd;        /* tied: one copy */
+        /* The embedding is read a row at a time by embed (dequant.cuh): GGUF layout. A tied
+         * output is a product, so it gets its own copy in the device layout, unless the type
+         * keeps the GGUF layout anyway (the float types). */
+        d->tok_embd = m->tok_embd;
+        d->tok_embd.data = place(p, m->tok_embd.data, m->tok_embd.row_bytes * m->tok_embd.n_out);
+        if (m->output.data == m->tok_embd.data && gpu_act_order_of(m->output.type) == GPU_ACT_NONE)
+                d->output = d->tok_embd;
         else
                 d->output = place_weight(p, &m->output);
         d->output_norm = place_floats(p, m->output_norm, c->n_embd);
@@ -369,15 +375,17 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
 {
         struct gpu_backend *g = to_gpu(b);
         const struct gpu_act *act = NULL;
-        if (gpu_matvec_takes_int8(w->type)) {
-                bool fresh = g->act_src == x && g->act_n_in == w->n_in && g->act_n >= n;
+        enum gpu_act_order order = gpu_act_order_of(w->type);
+        if (order != GPU_ACT_NONE) {
+                bool fresh = g->act_src == x && g->act_n_in == w->n_in && g->act_n >= n && g->act_order == order;
                 if (!fresh) {
                         if (!reserve_act(g, (size_t)w->n_in * n))
                                 return;
-                        gpu_quantize_act(&g->launch, x, w->n_in, n, &g->act);
+                        gpu_quantize_act(&g->launch, x, w->n_in, n, order, &g->act);
                         g->act_src = x;
                         g->act_n_in = w->n_in;
                         g->act_n = n;
+                        g->act_order = order;
                 }
                 act = &g->act;
         }

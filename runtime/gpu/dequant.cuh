@@ -1,12 +1,13 @@
-/* dequant.cuh — decoding rows of each weight type (device layout, layout.h) to float on the
- * device: the embedding lookup (elementwise.cu) and the float types' matrix-vector kernels
- * (matvec.cu) use them, and see the values rig_dequantize_row gives on the CPU, bit for bit.
+/* dequant.cuh — decoding rows of each weight type (GGUF layout) to float on the device: the
+ * embedding lookup (elementwise.cu) and the float types' matrix-vector kernels (matvec.cu) use
+ * them, and see the values rig_dequantize_row gives on the CPU, bit for bit. (The quantized
+ * types' products read the device layout of layout.h, through dot_int8.cuh.)
  *
  * A decoder cuts a row of n elements into chunks, the unit one lane decodes per step: chunk c
  * decodes into RUNS runs of RUN_LEN consecutive elements, run r starting at element
  * first(c) + r * RUN_STRIDE. Chunks follow the block layouts so that a lane's weight bytes are
- * 16-byte loads where the layout is 16-byte aligned (floats, Q4_K, Q5_K, the payloads of Q4_0
- * and Q8_0), else 2-byte loads (Q6_K's 8-byte runs, the split types' scales).
+ * one 16-byte load where the block is 16-byte aligned (Q4_K 144 bytes, Q5_K 176, floats), else
+ * 2-byte loads (Q4_0 18, Q8_0 34, Q6_K 210 bytes: only 2-byte alignment holds).
  *
  * Exactness: quant.c computes each value with separately rounded float operations (no fused
  * multiply-add); nvcc and hipcc would contract a * b - c into one fma, so the decoders spell the
@@ -64,16 +65,13 @@ static __device__ __forceinline__ void k4_scale_min(int j, const uint8_t *q, int
         }
 }
 
-/* Bytes of a Q6_K block without its scale d, in the split layout. */
-#define Q6_K_PAYLOAD (sizeof(struct block_q6_K) - 2)
-
 /* ---- float types: chunks of 8 elements (n % 8 == 0), or of 1 for any other n ---- */
 
 struct dec_f32 {
         static constexpr int RUNS = 1, RUN_LEN = 8, RUN_STRIDE = 0;
         static __device__ uint32_t chunks(uint32_t n) { return n / 8; }
         static __device__ uint32_t first(uint32_t c) { return 8 * c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 const float4 *p = (const float4 *)row + 2 * c;
                 float4 a = p[0], b = p[1];
@@ -86,7 +84,7 @@ struct dec_f32_scalar {
         static constexpr int RUNS = 1, RUN_LEN = 1, RUN_STRIDE = 0;
         static __device__ uint32_t chunks(uint32_t n) { return n; }
         static __device__ uint32_t first(uint32_t c) { return c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 v[0] = ((const float *)row)[c];
         }
@@ -96,7 +94,7 @@ struct dec_f16 {
         static constexpr int RUNS = 1, RUN_LEN = 8, RUN_STRIDE = 0;
         static __device__ uint32_t chunks(uint32_t n) { return n / 8; }
         static __device__ uint32_t first(uint32_t c) { return 8 * c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 uint4 u = ((const uint4 *)row)[c];
                 uint32_t w[4] = { u.x, u.y, u.z, u.w };
@@ -112,7 +110,7 @@ struct dec_f16_scalar {
         static constexpr int RUNS = 1, RUN_LEN = 1, RUN_STRIDE = 0;
         static __device__ uint32_t chunks(uint32_t n) { return n; }
         static __device__ uint32_t first(uint32_t c) { return c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 v[0] = half_bits_to_float(((const uint16_t *)row)[c]);
         }
@@ -123,7 +121,7 @@ struct dec_bf16 {
         static constexpr int RUNS = 1, RUN_LEN = 8, RUN_STRIDE = 0;
         static __device__ uint32_t chunks(uint32_t n) { return n / 8; }
         static __device__ uint32_t first(uint32_t c) { return 8 * c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 uint4 u = ((const uint4 *)row)[c];
                 uint32_t w[4] = { u.x, u.y, u.z, u.w };
@@ -139,24 +137,24 @@ struct dec_bf16_scalar {
         static constexpr int RUNS = 1, RUN_LEN = 1, RUN_STRIDE = 0;
         static __device__ uint32_t chunks(uint32_t n) { return n; }
         static __device__ uint32_t first(uint32_t c) { return c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 v[0] = __uint_as_float((uint32_t)((const uint16_t *)row)[c] << 16);
         }
 };
 
-/* ---- Q4_0: chunk = one block, in the split layout of layout.h (16 payload bytes, then the
- * scales); low nibbles elements 0..15, high 16..31 ---- */
+/* ---- Q4_0: chunk = one 18-byte block; low nibbles elements 0..15, high 16..31 ---- */
 
 struct dec_q4_0 {
         static constexpr int RUNS = 2, RUN_LEN = 16, RUN_STRIDE = 16;
         static __device__ uint32_t chunks(uint32_t n) { return n / QK4_0; }
         static __device__ uint32_t first(uint32_t c) { return QK4_0 * c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
-                float d = half_bits_to_float(load_u16(row + (size_t)n / QK4_0 * 16 + 2 * c));
+                const uint8_t *b = row + (size_t)c * sizeof(struct block_q4_0);
+                float d = half_bits_to_float(load_u16(b));
                 uint8_t q[16];
-                load_bytes_16(row + (size_t)c * 16, q);
+                load_bytes_2aligned<16>(b + 2, q);
 #pragma unroll
                 for (int j = 0; j < 16; j++) {
                         v[j] = (float)((q[j] & 0xf) - 8) * d;
@@ -165,18 +163,18 @@ struct dec_q4_0 {
         }
 };
 
-/* ---- Q8_0: chunk = one block, split layout (32 payload bytes, then the scales) ---- */
+/* ---- Q8_0: chunk = one 34-byte block ---- */
 
 struct dec_q8_0 {
         static constexpr int RUNS = 1, RUN_LEN = 32, RUN_STRIDE = 0;
         static __device__ uint32_t chunks(uint32_t n) { return n / QK8_0; }
         static __device__ uint32_t first(uint32_t c) { return QK8_0 * c; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
-                float d = half_bits_to_float(load_u16(row + (size_t)n / QK8_0 * 32 + 2 * c));
+                const uint8_t *b = row + (size_t)c * sizeof(struct block_q8_0);
+                float d = half_bits_to_float(load_u16(b));
                 uint8_t q[32];
-                load_bytes_16(row + (size_t)c * 32, q);
-                load_bytes_16(row + (size_t)c * 32 + 16, q + 16);
+                load_bytes_2aligned<32>(b + 2, q);
 #pragma unroll
                 for (int j = 0; j < 32; j++)
                         v[j] = (float)(int8_t)q[j] * d;
@@ -204,7 +202,7 @@ struct dec_q4_k {
         static constexpr int RUNS = 2, RUN_LEN = 16, RUN_STRIDE = 32;
         static __device__ uint32_t chunks(uint32_t n) { return n / QK_K * 8; }
         static __device__ uint32_t first(uint32_t c) { return c / 8 * QK_K + (c % 8 / 2) * 64 + (c % 2) * 16; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 const uint8_t *b = row + (size_t)(c / 8) * sizeof(struct block_q4_K);
                 int k = c % 8 / 2, h = c % 2;
@@ -226,7 +224,7 @@ struct dec_q5_k {
         static constexpr int RUNS = 2, RUN_LEN = 16, RUN_STRIDE = 32;
         static __device__ uint32_t chunks(uint32_t n) { return n / QK_K * 8; }
         static __device__ uint32_t first(uint32_t c) { return c / 8 * QK_K + (c % 8 / 2) * 64 + (c % 2) * 16; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
                 const uint8_t *b = row + (size_t)(c / 8) * sizeof(struct block_q5_K);
                 int k = c % 8 / 2, h = c % 2;
@@ -248,21 +246,20 @@ struct dec_q5_k {
 
 /* ---- Q6_K: 8 chunks per 256-element block; chunk j covers half n = j/4 (128 elements) and
  * l = l0..l0+7 with l0 = 8 * (j%4): elements l, l+32, l+64, l+96 of that half, from ql[l],
- * ql[l+32] and qh[l] (layout at dequantize_q6_K in quant.c). Split layout: 208 payload bytes
- * (ql, qh, scales) per block, then the scales d. ---- */
+ * ql[l+32] and qh[l] (layout at dequantize_q6_K in quant.c). ---- */
 
 struct dec_q6_k {
         static constexpr int RUNS = 4, RUN_LEN = 8, RUN_STRIDE = 32;
         static __device__ uint32_t chunks(uint32_t n) { return n / QK_K * 8; }
         static __device__ uint32_t first(uint32_t c) { return c / 8 * QK_K + (c % 8 / 4) * 128 + (c % 4) * 8; }
-        static __device__ void decode(const uint8_t *row, uint32_t n, uint32_t c, float *v)
+        static __device__ void decode(const uint8_t *row, uint32_t c, float *v)
         {
-                const uint8_t *b = row + (size_t)(c / 8) * Q6_K_PAYLOAD;
-                int half = c % 8 / 4, l0 = (c % 4) * 8;
-                const uint8_t *ql = b + 64 * half;
-                const uint8_t *qh = b + 128 + 32 * half;
-                const int8_t *sc = (const int8_t *)(b + 192 + 8 * half) + l0 / 16;
-                float d = half_bits_to_float(load_u16(row + (size_t)n / QK_K * Q6_K_PAYLOAD + 2 * (c / 8)));
+                const uint8_t *b = row + (size_t)(c / 8) * sizeof(struct block_q6_K);
+                int n = c % 8 / 4, l0 = (c % 4) * 8;
+                const uint8_t *ql = b + 64 * n;
+                const uint8_t *qh = b + 128 + 32 * n;
+                const int8_t *sc = (const int8_t *)(b + 192 + 8 * n) + l0 / 16;
+                float d = half_bits_to_float(load_u16(b + 208));
                 uint8_t a[8], a32[8], h[8];
                 load_bytes_2aligned<8>(ql + l0, a);
                 load_bytes_2aligned<8>(ql + l0 + 32, a32);

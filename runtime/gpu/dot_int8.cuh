@@ -1,19 +1,20 @@
 /* dot_int8.cuh — dot products of quantized weight rows (device layout, layout.h) with
- * activations quantized to 8 bits (struct gpu_act: per 32 elements a scale d and d * sum of
- * the levels), by 4-way integer products (dp4a / v_dot4): a block's integer sum is exact, and
- * each 32-element part costs one float multiply-add instead of 32.
+ * activations quantized to 8 bits (struct gpu_act: levels in the chunk order of layout.h, per
+ * 32 elements a scale d and d * sum of the levels), by 4-way integer products (dp4a / v_dot4):
+ * a block's integer sum is exact, and each 32-element part costs one float multiply-add
+ * instead of 32.
  *
- * A decoder cuts a row into chunks of CHUNK elements, the unit one lane takes per step: load()
- * reads the chunk's weight bytes (16-byte loads) and scales into registers once, dot() takes
- * them against one column of activations, so a kernel with several columns reads each weight
- * byte once. The activations of chunk c are elements CHUNK * c .. CHUNK * (c + 1) - 1, except
- * Q6_K's, which interleave inside their 256-element block. Values are the CPU's: level * scale - min, with the
- * products rounded differently (the tests bound the difference). */
+ * A decoder cuts a row into chunks of CHUNK elements (layout.h lists them), the unit one lane
+ * takes per step: load() reads the chunk's weight pieces and scales into registers once, dot()
+ * takes them against one column of activations, so a kernel with several columns reads each
+ * weight byte once. Values are the CPU's: level * scale - min, with the products rounded
+ * differently (the tests bound the difference). */
 #pragma once
 
 #include <stdint.h>
 
 #include "dequant.cuh"
+#include "layout.h"
 #include "vendor.h"
 
 /* 16 bytes as four 32-bit words, one load; p 16-byte aligned. */
@@ -65,7 +66,53 @@ static __device__ __forceinline__ void k4_scale_min_words(int j, uint32_t s0, ui
         }
 }
 
-/* ---- Q8_0: chunk = one block (32 elements) ---- */
+/* Where chunk c's pieces are (layout.h): piece p of a vector of P pieces per chunk is at
+ * group * 512 * P + p * m16 + l16. */
+struct chunk_place {
+        uint32_t group, l16, m16;
+};
+
+static __device__ __forceinline__ chunk_place place_of(uint32_t c, uint32_t n_chunks)
+{
+        chunk_place p;
+        p.group = c / GPU_GROUP_CHUNKS;
+        uint32_t left = n_chunks - p.group * GPU_GROUP_CHUNKS;
+        p.l16 = (c % GPU_GROUP_CHUNKS) * GPU_PIECE_BYTES;
+        p.m16 = (left < GPU_GROUP_CHUNKS ? left : GPU_GROUP_CHUNKS) * GPU_PIECE_BYTES;
+        return p;
+}
+
+/* Where element e of a vector of n elements goes in the chunk order of layout.h. */
+static __device__ __forceinline__ uint32_t act_position(enum gpu_act_order order, uint32_t e, uint32_t n)
+{
+        uint32_t chunk = 64, c, offset;
+        if (order == GPU_ACT_CHUNK32) {
+                chunk = 32;
+                c = e / 32;
+                offset = e % 32;
+        } else if (order == GPU_ACT_CHUNK64) {
+                c = e / 64;
+                offset = e % 64;
+        } else {        /* Q6_K: e = 256 block + 128 h + 32 r + 16 o + t is chunk 4 block + 2h + o, run r */
+                uint32_t b = e % QK_K, h = b / 128, r = b % 128 / 32, o = b % 32 / 16;
+                c = e / QK_K * 4 + 2 * h + o;
+                offset = 16 * r + b % 16;
+        }
+        chunk_place at = place_of(c, n / chunk);
+        uint32_t pieces = chunk / GPU_PIECE_BYTES;
+        return at.group * (GPU_GROUP_CHUNKS * GPU_PIECE_BYTES * pieces) + offset / 16 * at.m16 + at.l16 + offset % 16;
+}
+
+/* The four words of piece p of a vector with P pieces per chunk. */
+template <int P>
+static __device__ __forceinline__ void load_piece(const void *base, const chunk_place &at, int p, int *w)
+{
+        load_words4((const uint8_t *)base + (size_t)at.group * (GPU_GROUP_CHUNKS * GPU_PIECE_BYTES * P) + p * at.m16 +
+                            at.l16,
+                    w);
+}
+
+/* ---- Q8_0: chunk = one block (32 elements): 2 pieces of levels, d[block] after them ---- */
 
 struct dot_q8_0 {
         static constexpr uint32_t CHUNK = 32;
@@ -73,33 +120,34 @@ struct dot_q8_0 {
                 int q[8];
                 float d;
         };
-        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, W &w)
+        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
-                load_words4(row + (size_t)c * 32, w.q);
-                load_words4(row + (size_t)c * 32 + 16, w.q + 4);
+                load_piece<2>(row, at, 0, w.q);
+                load_piece<2>(row, at, 1, w.q + 4);
                 w.d = half_bits_to_float(load_u16(row + (size_t)n / QK8_0 * 32 + 2 * c));
         }
-        static __device__ float dot(const W &w, uint32_t c, const int8_t *xq, const float2 *xds)
+        static __device__ float dot(const W &w, uint32_t c, const chunk_place &at, const int8_t *xq, const float2 *xds)
         {
                 int x[8];
-                load_words4(xq + (size_t)c * 32, x);
-                load_words4(xq + (size_t)c * 32 + 16, x + 4);
+                load_piece<2>(xq, at, 0, x);
+                load_piece<2>(xq, at, 1, x + 4);
                 return w.d * xds[c].x * (float)dot_words<8>(w.q, x);
         }
 };
 
-/* ---- Q4_0: chunk = one block; levels 0..15 mean level - 8, taken as 8 * sum(x) ---- */
+/* ---- Q4_0: chunk = one block: 1 piece (low nibbles elements 0..15, high 16..31), d[block];
+ * levels 0..15 mean level - 8, taken as 8 * sum(x) ---- */
 
 struct dot_q4_0 {
         static constexpr uint32_t CHUNK = 32;
         struct W {
-                int lo[4], hi[4];       /* elements 0..15, 16..31 */
+                int lo[4], hi[4];
                 float d;
         };
-        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, W &w)
+        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
                 int q[4];
-                load_words4(row + (size_t)c * 16, q);
+                load_piece<1>(row, at, 0, q);
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
                         w.lo[i] = q[i] & 0x0f0f0f0f;
@@ -107,32 +155,33 @@ struct dot_q4_0 {
                 }
                 w.d = half_bits_to_float(load_u16(row + (size_t)n / QK4_0 * 16 + 2 * c));
         }
-        static __device__ float dot(const W &w, uint32_t c, const int8_t *xq, const float2 *xds)
+        static __device__ float dot(const W &w, uint32_t c, const chunk_place &at, const int8_t *xq, const float2 *xds)
         {
                 int x[8];
-                load_words4(xq + (size_t)c * 32, x);
-                load_words4(xq + (size_t)c * 32 + 16, x + 4);
+                load_piece<2>(xq, at, 0, x);
+                load_piece<2>(xq, at, 1, x + 4);
                 int s = dot_words<4>(w.lo, x) + dot_words<4>(w.hi, x + 4);
                 float2 ds = xds[c];
                 return w.d * (ds.x * (float)s - 8.0f * ds.y);
         }
 };
 
-/* ---- Q4_K / Q5_K: chunk k of a block = sub-blocks 2k (low nibbles of qs[32k..32k+31]) and
- * 2k+1 (high nibbles); value = d * scale * level - dmin * min ---- */
+/* ---- Q4_K / Q5_K: chunk = sub-blocks 2k (low nibbles of qs[32k .. 32k+31]) and 2k+1 (high
+ * nibbles) of block c / 4, k = c % 4; value = d * scale * level - dmin * min ---- */
 
 struct k45_chunk {
         int lo[8], hi[8];               /* levels of sub-blocks 2k and 2k+1 */
         float a1, a2, m1, m2;           /* d * scale and dmin * min of each */
 };
 
-static __device__ __forceinline__ void k45_load_header(const uint8_t *b, int k, k45_chunk &w)
+/* The block's header (d, dmin, 12 scale bytes) from the side array after the pieces. */
+static __device__ __forceinline__ void k45_load_header(const uint8_t *row, uint32_t n, uint32_t c, k45_chunk &w)
 {
         int h[4];
-        load_words4(b, h);              /* d, dmin; 12 scale bytes */
+        load_words4(row + (size_t)n / QK_K * 128 + 16 * (c / 4), h);
         float d = half_bits_to_float((uint16_t)(h[0] & 0xffff));
         float dmin = half_bits_to_float((uint16_t)((uint32_t)h[0] >> 16));
-        int sc, m;
+        int k = c % 4, sc, m;
         k4_scale_min_words(2 * k, h[1], h[2], h[3], &sc, &m);
         w.a1 = d * (float)sc;
         w.m1 = dmin * (float)m;
@@ -141,70 +190,71 @@ static __device__ __forceinline__ void k45_load_header(const uint8_t *b, int k, 
         w.m2 = dmin * (float)m;
 }
 
-static __device__ __forceinline__ float k45_dot(const k45_chunk &w, uint32_t c, const int8_t *xq, const float2 *xds)
+/* The 32 qs bytes: word i of piece p holds elements 16p + 4i .. of each sub-block. */
+static __device__ __forceinline__ void k45_load_levels(const uint8_t *row, const chunk_place &at, k45_chunk &w)
+{
+        int q[8];
+        load_piece<2>(row, at, 0, q);
+        load_piece<2>(row, at, 1, q + 4);
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+                w.lo[i] = q[i] & 0x0f0f0f0f;
+                w.hi[i] = (q[i] >> 4) & 0x0f0f0f0f;
+        }
+}
+
+static __device__ __forceinline__ float k45_dot(const k45_chunk &w, uint32_t c, const chunk_place &at, const int8_t *xq,
+                                                const float2 *xds)
 {
         int x[16];
 #pragma unroll
-        for (int i = 0; i < 4; i++)
-                load_words4(xq + (size_t)c * 64 + 16 * i, x + 4 * i);
-        float2 ds1 = xds[2 * c], ds2 = xds[2 * c + 1];
+        for (int p = 0; p < 4; p++)
+                load_piece<4>(xq, at, p, x + 4 * p);
+        float4 ds = *(const float4 *)(xds + 2 * c);     /* d, d * sum of sub-blocks 2k, 2k+1 */
         float s1 = (float)dot_words<8>(w.lo, x), s2 = (float)dot_words<8>(w.hi, x + 8);
-        return w.a1 * ds1.x * s1 + w.a2 * ds2.x * s2 - (w.m1 * ds1.y + w.m2 * ds2.y);
+        return w.a1 * ds.x * s1 + w.a2 * ds.z * s2 - (w.m1 * ds.y + w.m2 * ds.w);
 }
 
 struct dot_q4_k {
         static constexpr uint32_t CHUNK = 64;
         typedef k45_chunk W;
-        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, W &w)
+        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
-                const uint8_t *b = row + (size_t)(c / 4) * sizeof(struct block_q4_K);
-                int k = c % 4;
-                k45_load_header(b, k, w);
-                int q[8];
-                load_words4(b + 16 + 32 * k, q);
-                load_words4(b + 32 + 32 * k, q + 4);
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                        w.lo[i] = q[i] & 0x0f0f0f0f;
-                        w.hi[i] = (q[i] >> 4) & 0x0f0f0f0f;
-                }
+                k45_load_header(row, n, c, w);
+                k45_load_levels(row, at, w);
         }
-        static __device__ float dot(const W &w, uint32_t c, const int8_t *xq, const float2 *xds)
+        static __device__ float dot(const W &w, uint32_t c, const chunk_place &at, const int8_t *xq, const float2 *xds)
         {
-                return k45_dot(w, c, xq, xds);
+                return k45_dot(w, c, at, xq, xds);
         }
 };
 
-/* Q5_K: the 5th bit of element l of sub-block 2k (2k+1) is bit 2k (2k+1) of qh[l]. */
+/* Q5_K: the fifth bits from the chunk's two planes (layout.h): word i takes bits i, 8 + i, 16 + i,
+ * 24 + i of a plane. */
 struct dot_q5_k {
         static constexpr uint32_t CHUNK = 64;
         typedef k45_chunk W;
-        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, W &w)
+        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
-                const uint8_t *b = row + (size_t)(c / 4) * sizeof(struct block_q5_K);
-                int k = c % 4;
-                k45_load_header(b, k, w);
-                int qh[8], q[8];
-                load_words4(b + 16, qh);
-                load_words4(b + 32, qh + 4);
-                load_words4(b + 48 + 32 * k, q);
-                load_words4(b + 64 + 32 * k, q + 4);
+                k45_load_header(row, n, c, w);
+                k45_load_levels(row, at, w);
+                uint2 planes = *(const uint2 *)(row + (size_t)n / QK_K * 144 + 8 * c);
 #pragma unroll
                 for (int i = 0; i < 8; i++) {
-                        w.lo[i] = (q[i] & 0x0f0f0f0f) | ((((uint32_t)qh[i] >> (2 * k)) & 0x01010101u) << 4);
-                        w.hi[i] = ((q[i] >> 4) & 0x0f0f0f0f) | ((((uint32_t)qh[i] >> (2 * k + 1)) & 0x01010101u) << 4);
+                        w.lo[i] |= ((planes.x >> i) & 0x01010101u) << 4;
+                        w.hi[i] |= ((planes.y >> i) & 0x01010101u) << 4;
                 }
         }
-        static __device__ float dot(const W &w, uint32_t c, const int8_t *xq, const float2 *xds)
+        static __device__ float dot(const W &w, uint32_t c, const chunk_place &at, const int8_t *xq, const float2 *xds)
         {
-                return k45_dot(w, c, xq, xds);
+                return k45_dot(w, c, at, xq, xds);
         }
 };
 
-/* ---- Q6_K: chunk c of a block (half = c%4/2, l0 = 16 * (c%2)) = elements l0..l0+15 of runs
- * r = 0..3 at 128 * half + 32 * r of the block, from ql[64 half + l0..], ql[64 half + 32 + l0..]
- * and qh[32 half + l0..] (layout at dequantize_q6_K in quant.c); each run has its own int8
- * scale; levels 0..63 mean level - 32 ---- */
+/* ---- Q6_K: chunk c = half h = c%4/2 of block c/4, l = 16o .. 16o+15 (o = c%2) of its runs r
+ * = 0..3 (elements 128h + 32r + l): pieces ql_a, ql_b, qh (layout.h), run r from the low (r < 2)
+ * or high nibbles of ql_a (r even) or ql_b (r odd) and bits 2r, 2r+1 of qh; levels 0..63 mean
+ * level - 32 ---- */
 
 struct dot_q6_k {
         static constexpr uint32_t CHUNK = 64;
@@ -212,42 +262,39 @@ struct dot_q6_k {
                 int v[4][4];            /* [run][word], level - 32 as signed bytes */
                 float s[4];             /* d * scale of each run */
         };
-        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, W &w)
+        static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
-                const uint8_t *b = row + (size_t)(c / 4) * Q6_K_PAYLOAD;
-                int half = c % 4 / 2, l0 = 16 * (c % 2);
                 int qa[4], qb[4], qh[4];
-                load_words4(b + 64 * half + l0, qa);
-                load_words4(b + 64 * half + 32 + l0, qb);
-                load_words4(b + 128 + 32 * half + l0, qh);
+                load_piece<3>(row, at, 0, qa);
+                load_piece<3>(row, at, 1, qb);
+                load_piece<3>(row, at, 2, qh);
 #pragma unroll
                 for (int i = 0; i < 4; i++) {
-                        uint32_t a = (uint32_t)qa[i], bb = (uint32_t)qb[i], h = (uint32_t)qh[i];
+                        uint32_t a = (uint32_t)qa[i], b = (uint32_t)qb[i], h = (uint32_t)qh[i];
                         w.v[0][i] = bytes_minus((a & 0x0f0f0f0fu) | ((h << 4) & 0x30303030u), 0x20202020u);
-                        w.v[1][i] = bytes_minus((bb & 0x0f0f0f0fu) | ((h << 2) & 0x30303030u), 0x20202020u);
+                        w.v[1][i] = bytes_minus((b & 0x0f0f0f0fu) | ((h << 2) & 0x30303030u), 0x20202020u);
                         w.v[2][i] = bytes_minus(((a >> 4) & 0x0f0f0f0fu) | (h & 0x30303030u), 0x20202020u);
-                        w.v[3][i] = bytes_minus(((bb >> 4) & 0x0f0f0f0fu) | ((h >> 2) & 0x30303030u), 0x20202020u);
+                        w.v[3][i] = bytes_minus(((b >> 4) & 0x0f0f0f0fu) | ((h >> 2) & 0x30303030u), 0x20202020u);
                 }
-                /* scales of the 16-element groups: sc[8 half + 2 r + l0 / 16] */
-                uint2 sc = *(const uint2 *)(b + 192 + 8 * half);
-                float d = half_bits_to_float(load_u16(row + (size_t)n / QK_K * Q6_K_PAYLOAD + 2 * (c / 4)));
-                int odd = l0 / 16;
-                w.s[0] = d * (float)(int8_t)byte_of(sc.x, odd);
-                w.s[1] = d * (float)(int8_t)byte_of(sc.x, 2 + odd);
-                w.s[2] = d * (float)(int8_t)byte_of(sc.y, odd);
-                w.s[3] = d * (float)(int8_t)byte_of(sc.y, 2 + odd);
+                uint32_t nb = n / QK_K;
+                uint32_t sc = *(const uint32_t *)(row + (size_t)nb * 192 + 4 * c);
+                float d = half_bits_to_float(load_u16(row + (size_t)nb * 208 + 2 * (c / 4)));
+#pragma unroll
+                for (int r = 0; r < 4; r++)
+                        w.s[r] = d * (float)(int8_t)byte_of(sc, r);
         }
-        static __device__ float dot(const W &w, uint32_t c, const int8_t *xq, const float2 *xds)
+        static __device__ float dot(const W &w, uint32_t c, const chunk_place &at, const int8_t *xq, const float2 *xds)
         {
-                int half = c % 4 / 2, l0 = 16 * (c % 2);
-                const int8_t *x0 = xq + (size_t)(c / 4) * QK_K + 128 * half + l0;
-                const float2 *ds = xds + (size_t)(c / 4) * 8 + 4 * half;
+                /* the runs' 32-element blocks: 8 (c / 4) + 4h + r */
+                const float4 *ds = (const float4 *)(xds + (size_t)(c / 4) * 8 + 4 * (c % 4 / 2));
+                float4 d01 = ds[0], d23 = ds[1];
+                float dx[4] = { d01.x, d01.z, d23.x, d23.z };
                 float acc = 0.0f;
 #pragma unroll
                 for (int r = 0; r < 4; r++) {
                         int x[4];
-                        load_words4(x0 + 32 * r, x);
-                        acc += w.s[r] * ds[r].x * (float)dot_words<4>(w.v[r], x);
+                        load_piece<4>(xq, at, r, x);
+                        acc += w.s[r] * dx[r] * (float)dot_words<4>(w.v[r], x);
                 }
                 return acc;
         }

@@ -14,7 +14,7 @@ __global__ void dequantize_row_kernel(const uint8_t *row, uint32_t n, float *out
         if (c >= D::chunks(n))
                 return;
         float v[D::RUNS * D::RUN_LEN];
-        D::decode(row, n, c, v);
+        D::decode(row, c, v);
         float *o = out + D::first(c);
 #pragma unroll
         for (int r = 0; r < D::RUNS; r++)

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "vendor.h"
+#include "layout.h"
 
 struct gpu_launch {
         cudaStream_t stream;
@@ -20,17 +21,17 @@ struct gpu_launch {
 bool gpu_type_supported(enum rig_type type);
 
 /* Activations quantized to 8 bits for the kernels of the quantized types: per 32 elements a
- * scale d and d * (sum of the 32 levels); levels and scales as rig_quantize_row's Q8_0. */
+ * scale d and d * (sum of the 32 levels); levels and scales as rig_quantize_row's Q8_0, the
+ * levels in the chunk order of the weight type (layout.h). */
 struct gpu_act {
         int8_t *q;                      /* [n_cols][n_in] levels */
-        float2 *ds;                     /* [n_cols][n_in / 32] */
+        float2 *ds;                     /* [n_cols][n_in / 32], in element order */
 };
 
-/* true when gpu_matmul on rows of this type reads act (quantized), false when it reads x. */
-bool gpu_matvec_takes_int8(enum rig_type type);
-
-/* act = x[n_cols][n_in] (n_in % 32 == 0) quantized. */
-void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, const struct gpu_act *a);
+/* act = x[n_cols][n_in] quantized, in the order the kernels of one weight type read (a type
+ * for which gpu_act_order_of is not GPU_ACT_NONE; n_in a multiple of its block). */
+void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, enum gpu_act_order order,
+                      const struct gpu_act *a);
 
 /* y[j][n_out] = W x[j][n_in] (+ bias[n_out] when not NULL) for j < n_cols. W in the device
  * layout (layout.h); x 16-byte aligned for the float types; for the quantized types act holds x
@@ -39,7 +40,7 @@ void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in,
 void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
                 uint32_t n_cols, const float *bias, float *y);
 
-/* out[n] = row (one row of type in the device layout, n elements) as float. */
+/* out[n] = row (one row of type, GGUF layout, n elements) as float. */
 void gpu_dequantize_row(const struct gpu_launch *g, enum rig_type type, const void *row, uint32_t n, float *out);
 
 /* out[n] = x * w / rms(x), the sum of squares in double as on the CPU. */

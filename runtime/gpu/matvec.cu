@@ -8,6 +8,7 @@
 #include "dequant.cuh"
 #include "dot_int8.cuh"
 #include "kernels.h"
+#include "layout.h"
 #include "reduce.cuh"
 #include "rig_assert.h"
 
@@ -71,7 +72,7 @@ __global__ void matvec_float_kernel(matvec_args a)
         float acc[NCOLS] = {};
         for (uint32_t c = threadIdx.x; c < n_chunks; c += WARP_SIZE) {
                 float v[D::RUNS * D::RUN_LEN];
-                D::decode(wr, a.n_in, c, v);
+                D::decode(wr, c, v);
 #pragma unroll
                 for (int j = 0; j < NCOLS; j++) {
                         const float *xc = a.x + (size_t)j * a.n_in + D::first(c);
@@ -96,11 +97,12 @@ __global__ void matvec_int8_kernel(matvec_args a)
          * row) and memory latency is what bounds each */
 #pragma unroll 2
         for (uint32_t c = threadIdx.x; c < n_chunks; c += WARP_SIZE) {
+                chunk_place at = place_of(c, n_chunks);
                 typename D::W wv;
-                D::load(wr, a.n_in, c, wv);
+                D::load(wr, a.n_in, c, at, wv);
 #pragma unroll
                 for (int j = 0; j < NCOLS; j++)
-                        acc[j] += D::dot(wv, c, a.xq + (size_t)j * a.n_in, a.xds + (size_t)j * n_blocks);
+                        acc[j] += D::dot(wv, c, at, a.xq + (size_t)j * a.n_in, a.xds + (size_t)j * n_blocks);
         }
         store_row<NCOLS>(a, row, acc);
 }
@@ -142,23 +144,24 @@ static void launch_cols(const matvec_args &a, uint32_t n_cols, dim3 grid, dim3 b
 
 typedef void (*launch_fn)(const matvec_args &, uint32_t, dim3, dim3, cudaStream_t);
 
-/* vec needs n_in % 8 == 0 for the float types; scalar (float types only) takes any n_in. */
+/* vec needs n_in % 8 == 0 for the float types; scalar (float types only) takes any n_in. The
+ * quantized types read 8-bit activations (gpu_act_order_of their type is not GPU_ACT_NONE). */
 struct matvec_entry {
         enum rig_type type;
-        bool takes_int8;
         launch_fn vec, scalar;
+        uint32_t chunk;                 /* elements per chunk: n_in must be a multiple */
 };
 
 static const struct matvec_entry matvec_table[] = {
-        { RIG_TYPE_F32, false, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> > },
-        { RIG_TYPE_F16, false, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> > },
-        { RIG_TYPE_BF16, false, launch_cols<float_kernels<dec_bf16> >,
-          launch_cols<float_kernels<dec_bf16_scalar> > },
-        { RIG_TYPE_Q4_0, true, launch_cols<int8_kernels<dot_q4_0> >, NULL },
-        { RIG_TYPE_Q8_0, true, launch_cols<int8_kernels<dot_q8_0> >, NULL },
-        { RIG_TYPE_Q4_K, true, launch_cols<int8_kernels<dot_q4_k> >, NULL },
-        { RIG_TYPE_Q5_K, true, launch_cols<int8_kernels<dot_q5_k> >, NULL },
-        { RIG_TYPE_Q6_K, true, launch_cols<int8_kernels<dot_q6_k> >, NULL },
+        { RIG_TYPE_F32, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> >, 1 },
+        { RIG_TYPE_F16, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> >, 1 },
+        { RIG_TYPE_BF16, launch_cols<float_kernels<dec_bf16> >,
+          launch_cols<float_kernels<dec_bf16_scalar> >, 1 },
+        { RIG_TYPE_Q4_0, launch_cols<int8_kernels<dot_q4_0> >, NULL, dot_q4_0::CHUNK },
+        { RIG_TYPE_Q8_0, launch_cols<int8_kernels<dot_q8_0> >, NULL, dot_q8_0::CHUNK },
+        { RIG_TYPE_Q4_K, launch_cols<int8_kernels<dot_q4_k> >, NULL, QK_K },
+        { RIG_TYPE_Q5_K, launch_cols<int8_kernels<dot_q5_k> >, NULL, QK_K },
+        { RIG_TYPE_Q6_K, launch_cols<int8_kernels<dot_q6_k> >, NULL, QK_K },
 };
 
 static const struct matvec_entry *matvec_find(enum rig_type type)
@@ -174,18 +177,14 @@ bool gpu_type_supported(enum rig_type type)
         return matvec_find(type) != NULL;
 }
 
-bool gpu_matvec_takes_int8(enum rig_type type)
-{
-        const struct matvec_entry *e = matvec_find(type);
-        return e && e->takes_int8;
-}
-
 /* ---- 8-bit activations ---- */
 
-/* Thread i takes element i; the 32 lanes of a block (half a 64-wide wavefront, or a whole
- * 32-wide warp) agree on its scale by shuffles. Rounded as rig_quantize_row's Q8_0: d =
- * amax / 127 to f16, levels the nearest integers (ties to even) to x / d, clamped. */
-__global__ void quantize_act_kernel(const float *x, size_t n, int8_t *q, float2 *ds)
+/* Thread i takes element i of the n_cols x n_in activations; the 32 lanes of a block (half a
+ * 64-wide wavefront, or a whole 32-wide warp) agree on its scale by shuffles. Rounded as
+ * rig_quantize_row's Q8_0: d = amax / 127 to f16, levels the nearest integers (ties to even)
+ * to x / d, clamped. */
+__global__ void quantize_act_kernel(const float *x, uint32_t n_in, size_t n, enum gpu_act_order order, int8_t *q,
+                                    float2 *ds)
 {
         size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
         float v = i < n ? x[i] : 0.0f;  /* every lane shuffles, even past the end */
@@ -200,19 +199,23 @@ __global__ void quantize_act_kernel(const float *x, size_t n, int8_t *q, float2 
                 sum += __shfl_xor_sync(0xffffffffu, sum, off);
         if (i >= n)
                 return;
-        q[i] = (int8_t)level;
+        size_t col = i / n_in;
+        q[col * n_in + act_position(order, (uint32_t)(i % n_in), n_in)] = (int8_t)level;
         if (i % 32 == 0)
                 ds[i / 32] = make_float2(d, d * (float)sum);
 }
 
-void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, const struct gpu_act *a)
+void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, enum gpu_act_order order,
+                      const struct gpu_act *a)
 {
-        RIG_ASSERT(n_in % 32 == 0, "8-bit activations of %u elements", n_in);
+        RIG_ASSERT(order != GPU_ACT_NONE && n_in % (order == GPU_ACT_CHUNK32 ? 32 : QK_K) == 0,
+                   "8-bit activations of %u elements in order %d", n_in, (int)order);
         size_t n = (size_t)n_in * n_cols;
         if (n == 0)
                 return;
         const unsigned threads = 256;
-        quantize_act_kernel<<<(unsigned)((n + threads - 1) / threads), threads, 0, g->stream>>>(x, n, a->q, a->ds);
+        quantize_act_kernel<<<(unsigned)((n + threads - 1) / threads), threads, 0, g->stream>>>(x, n_in, n, order, a->q,
+                                                                                              a->ds);
 }
 
 void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
@@ -220,7 +223,8 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
 {
         const struct matvec_entry *e = matvec_find(w->type);
         RIG_ASSERT(e, "matvec of weight type %d", (int)w->type);
-        RIG_ASSERT(e->takes_int8 ? act && w->n_in % 32 == 0 : ((uintptr_t)x & 15) == 0,
+        bool takes_act = gpu_act_order_of(w->type) != GPU_ACT_NONE;
+        RIG_ASSERT(takes_act ? act && w->n_in % e->chunk == 0 : ((uintptr_t)x & 15) == 0,
                    "matvec of type %d, n_in %u: x %p not 16-byte aligned, or no 8-bit activations", (int)w->type, w->n_in,
                    (const void *)x);
         RIG_ASSERT(((uintptr_t)w->data & 15) == 0 && w->row_bytes % 16 == 0, "matvec: W %p, stride %zu not 16-byte aligned",

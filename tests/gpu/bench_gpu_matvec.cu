@@ -45,8 +45,8 @@ struct bench_io {
 /* One op as the backend runs it: x quantized (the quantized types), then the product. */
 static void run_matmul(const struct gpu_launch *g, const struct rig_weight *w, const struct bench_io *io, uint32_t n_cols)
 {
-        if (gpu_matvec_takes_int8(w->type))
-                gpu_quantize_act(g, io->x, w->n_in, n_cols, &io->act);
+        if (gpu_act_order_of(w->type) != GPU_ACT_NONE)
+                gpu_quantize_act(g, io->x, w->n_in, n_cols, gpu_act_order_of(w->type), &io->act);
         gpu_matmul(g, w, io->x, &io->act, n_cols, NULL, io->y);
 }
 
