@@ -35,8 +35,10 @@ static __device__ void quantize_block_q8_0(const float *x, uint8_t *dst)
 
 /* blockIdx.y: 0 stores k, 1 stores v ([kv_dim] each) at (layer, pos). One thread per element,
  * or per 32-element block for Q8_0. */
-__global__ void kv_store_kernel(struct rig_kv kv, uint32_t layer, uint32_t pos, const float *k, const float *v)
+__global__ void kv_store_kernel(struct rig_kv kv, uint32_t layer, const struct gpu_step *step, const float *k,
+                                const float *v)
 {
+        uint32_t pos = step->pos;
         const float *src = blockIdx.y ? v : k;
         uint8_t *dst = (blockIdx.y ? kv.v : kv.k) + ((size_t)layer * kv.n_ctx + pos) * kv.row_bytes;
         uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
@@ -56,14 +58,13 @@ __global__ void kv_store_kernel(struct rig_kv kv, uint32_t layer, uint32_t pos, 
         }
 }
 
-void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *k,
-                  const float *v)
+void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step,
+                  const float *k, const float *v)
 {
-        RIG_ASSERT(layer < kv->n_layer && pos < kv->n_ctx, "kv store at layer %u of %u, pos %u of %u", layer, kv->n_layer,
-                   pos, kv->n_ctx);
+        RIG_ASSERT(layer < kv->n_layer, "kv store at layer %u of %u", layer, kv->n_layer);
         uint32_t n = kv->type == RIG_TYPE_Q8_0 ? kv->kv_dim / QK8_0 : kv->kv_dim;
         dim3 grid((n + KV_STORE_BLOCK_THREADS - 1) / KV_STORE_BLOCK_THREADS, 2);
-        kv_store_kernel<<<grid, KV_STORE_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, pos, k, v);
+        kv_store_kernel<<<grid, KV_STORE_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, step, k, v);
 }
 
 /* Element i of a cached row. */
@@ -83,8 +84,8 @@ static __device__ __forceinline__ float kv_element(const struct rig_kv &kv, cons
 
 /* q, out: [n_head][head_dim]; query head h reads KV head h / group. Lane holds elements
  * lane + j * WARP_SIZE of the head (j < head_dim / WARP_SIZE, rounded up). */
-__global__ void attention_kernel(struct rig_kv kv, uint32_t layer, uint32_t pos, const float *q, float *out,
-                                 uint32_t group, uint32_t head_dim)
+__global__ void attention_kernel(struct rig_kv kv, uint32_t layer, const struct gpu_step *step, const float *q,
+                                 float *out, uint32_t group, uint32_t head_dim)
 {
         constexpr int PER_LANE = GPU_MAX_HEAD_DIM / WARP_SIZE;
         __shared__ float part_acc[ATTN_MAX_WARPS][GPU_MAX_HEAD_DIM];
@@ -100,6 +101,7 @@ __global__ void attention_kernel(struct rig_kv kv, uint32_t layer, uint32_t pos,
                 acc[j] = 0.0f;
         }
         float inv_sqrt_d = 1.0f / sqrtf((float)head_dim);
+        uint32_t pos = step->pos;
         float run_max = -INFINITY, run_sum = 0.0f;
         for (uint32_t t = warp; t <= pos; t += n_warps) {
                 size_t off = ((size_t)layer * kv.n_ctx + t) * kv.row_bytes;
@@ -151,14 +153,13 @@ __global__ void attention_kernel(struct rig_kv kv, uint32_t layer, uint32_t pos,
         }
 }
 
-void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *q,
-                   float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim)
+void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step,
+                   const float *q, float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim)
 {
-        RIG_ASSERT(layer < kv->n_layer && pos < kv->n_ctx, "attention at layer %u of %u, pos %u of %u", layer, kv->n_layer,
-                   pos, kv->n_ctx);
+        RIG_ASSERT(layer < kv->n_layer, "attention at layer %u of %u", layer, kv->n_layer);
         RIG_ASSERT(head_dim <= GPU_MAX_HEAD_DIM && n_head_kv && n_head % n_head_kv == 0 &&
                            n_head_kv * head_dim == kv->kv_dim,
                    "attention with %u heads, %u KV heads of %u, KV rows of %u", n_head, n_head_kv, head_dim, kv->kv_dim);
-        attention_kernel<<<n_head, ATTN_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, pos, q, out, n_head / n_head_kv,
+        attention_kernel<<<n_head, ATTN_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, step, q, out, n_head / n_head_kv,
                                                                        head_dim);
 }

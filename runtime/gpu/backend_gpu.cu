@@ -13,6 +13,7 @@
 #include "kernels.h"
 #include "layout.h"
 #include "rig_assert.h"
+#include "step_graph.h"
 
 #if defined(RIG_HIP) || defined(__HIP_PLATFORM_AMD__)
 #define VENDOR_LABEL "HIP"
@@ -40,8 +41,9 @@ struct gpu_backend {
         const float *act_src;           /* the x act was quantized from, while no op has run since */
         uint32_t act_n_in, act_n;
         enum gpu_act_order act_order;
-        int32_t token;
-        uint32_t pos;
+        struct gpu_step *step;          /* device: token and position of the step running */
+        struct step_graph graph;        /* the ops of a step, recorded while in_step */
+        bool in_step;
         cudaError_t error;              /* first failure of an op, and which op */
         const char *error_op;
 };
@@ -282,6 +284,8 @@ static void gpu_free(struct rig_backend *b)
         cudaFree(g->kv.v);
         cudaFree(g->act.q);
         cudaFree(g->act.ds);
+        cudaFree(g->step);
+        step_graph_free(&g->graph);
         if (g->launch.stream)
                 cudaStreamDestroy(g->launch.stream);
         free(g->layers);
@@ -308,12 +312,103 @@ static float *gpu_alloc(struct rig_backend *b, size_t n)
         return p;
 }
 
+static void gpu_end_token(struct rig_backend *b);
+
 static int gpu_read(struct rig_backend *b, float *dst, const float *src, size_t n)
 {
         struct gpu_backend *g = to_gpu(b);
+        gpu_end_token(b);               /* a read inside a step needs what the step recorded so far */
         note_error(g, cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, g->launch.stream), "read");
         note_error(g, cudaStreamSynchronize(g->launch.stream), "read");
         return g->error == cudaSuccess ? 0 : -EIO;
+}
+
+/* ---- a step's ops: launched at once outside a step, recorded inside one and run at its end
+ * as a graph (step_graph.h) ---- */
+
+enum op_kind { OP_EMBED, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_ATTENTION, OP_SWIGLU, OP_ADD };
+
+/* Everything one op's launches need; zeroed before filling, so equal ops are equal bytes. */
+struct gpu_op {
+        enum op_kind kind;
+        uint32_t n;                     /* elements; matmul: columns; rope: heads */
+        uint32_t layer;                 /* attention */
+        const float *a, *b, *c;         /* inputs: x, weights or bias, ... (see run_op) */
+        float *out;
+        struct rig_weight w;            /* matmul */
+        enum gpu_act_order quantize;    /* matmul: quantize a into act first, in this order */
+        struct gpu_act act;             /* matmul of a quantized type: its activations */
+};
+
+static const char *op_name(enum op_kind k)
+{
+        static const char *names[] = { "embed", "rmsnorm", "matvec", "rope", "attention", "swiglu", "add" };
+        return names[k];
+}
+
+static void run_op(void *ctx, const void *record)
+{
+        struct gpu_backend *g = (struct gpu_backend *)ctx;
+        const struct gpu_op *op = (const struct gpu_op *)record;
+        const struct gpu_launch *l = &g->launch;
+        const struct rig_config *c = &g->model.cfg;
+        switch (op->kind) {
+        case OP_EMBED:
+                gpu_embed(l, &g->model.tok_embd, g->step, op->out);
+                break;
+        case OP_RMSNORM:
+                gpu_rmsnorm(l, op->out, op->a, op->b, op->n, c->rms_eps);
+                break;
+        case OP_MATMUL:
+                if (op->quantize != GPU_ACT_NONE)
+                        gpu_quantize_act(l, op->a, op->w.n_in, op->n, op->quantize, &op->act);
+                gpu_matmul(l, &op->w, op->a, op->act.q ? &op->act : NULL, op->n, op->b, op->out);
+                break;
+        case OP_ROPE:
+                gpu_rope(l, op->out, op->n, c->head_dim, c->rope_type, g->rope_freqs, g->step);
+                break;
+        case OP_ATTENTION:
+                gpu_kv_store(l, &g->kv, op->layer, g->step, op->b, op->c);
+                gpu_attention(l, &g->kv, op->layer, g->step, op->a, op->out, c->n_head, c->n_head_kv, c->head_dim);
+                break;
+        case OP_SWIGLU:
+                gpu_swiglu(l, op->out, op->a, op->b, op->n);
+                break;
+        case OP_ADD:
+                gpu_add(l, op->out, op->a, op->n);
+                break;
+        }
+        check_launch(g, op_name(op->kind));
+}
+
+/* Inside a step the op waits for end_token; outside (tests of single ops) it runs now. */
+static void submit(struct gpu_backend *g, const struct gpu_op *op)
+{
+        if (op->kind != OP_MATMUL)
+                forget_act(g);
+        if (g->in_step) {
+                if (step_graph_record(&g->graph, op) == 0)
+                        return;
+                /* no memory to record: what was recorded runs now, the rest of the step too */
+                note_error(g, step_graph_run(&g->graph, g->launch.stream, run_op, g), "graph");
+                step_graph_begin(&g->graph);
+                g->in_step = false;
+        }
+        run_op(g, op);
+}
+
+static struct gpu_op new_op(enum op_kind kind)
+{
+        struct gpu_op op;
+        memset(&op, 0, sizeof(op));
+        op.kind = kind;
+        return op;
+}
+
+__global__ void write_step_kernel(struct gpu_step *step, int32_t token, uint32_t pos)
+{
+        step->token = token;
+        step->pos = pos;
 }
 
 static void gpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)
@@ -321,35 +416,43 @@ static void gpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)
         struct gpu_backend *g = to_gpu(b);
         RIG_ASSERT(token >= 0 && (uint32_t)token < g->model.cfg.n_vocab && pos < b->n_ctx,
                    "token %d of %u at position %u of %u", token, g->model.cfg.n_vocab, pos, b->n_ctx);
-        g->token = token;
-        g->pos = pos;
+        if (g->in_step)
+                b->ops->end_token(b);   /* a step left open runs before the next begins */
         forget_act(g);
+        write_step_kernel<<<1, 1, 0, g->launch.stream>>>(g->step, token, pos);
+        check_launch(g, "begin_token");
+        step_graph_begin(&g->graph);
+        g->in_step = true;
 }
 
 static void gpu_end_token(struct rig_backend *b)
 {
+        struct gpu_backend *g = to_gpu(b);
+        if (!g->in_step)
+                return;
+        g->in_step = false;
+        note_error(g, step_graph_run(&g->graph, g->launch.stream, run_op, g), "graph");
 }
 
-static void gpu_embed(struct rig_backend *b, float *x)
+static void gpu_embed_op(struct rig_backend *b, float *x)
 {
-        struct gpu_backend *g = to_gpu(b);
-        forget_act(g);
-        const struct rig_weight *e = &g->model.tok_embd;
-        const uint8_t *row = (const uint8_t *)e->data + (size_t)g->token * e->row_bytes;
-        gpu_dequantize_row(&g->launch, e->type, row, g->model.cfg.n_embd, x);
-        check_launch(g, "embed");
+        struct gpu_op op = new_op(OP_EMBED);
+        op.out = x;
+        submit(to_gpu(b), &op);
 }
 
 static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n)
 {
-        struct gpu_backend *g = to_gpu(b);
-        forget_act(g);
-        gpu_rmsnorm(&g->launch, out, x, w, n, g->model.cfg.rms_eps);
-        check_launch(g, "rmsnorm");
+        struct gpu_op op = new_op(OP_RMSNORM);
+        op.out = out;
+        op.a = x;
+        op.b = w;
+        op.n = n;
+        submit(to_gpu(b), &op);
 }
 
 /* Room in act for n_elems levels (and their scales); false, with the error noted, when the
- * device has no memory for it. */
+ * device has no memory for it. Only between steps' kernels: a step records act's pointers. */
 static bool reserve_act(struct gpu_backend *g, size_t n_elems)
 {
         if (n_elems <= g->act_cap)
@@ -374,61 +477,70 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
                           const float *bias, float *y)
 {
         struct gpu_backend *g = to_gpu(b);
-        const struct gpu_act *act = NULL;
+        struct gpu_op op = new_op(OP_MATMUL);
+        op.w = *w;
+        op.a = x;
+        op.b = bias;
+        op.out = y;
+        op.n = n;
         enum gpu_act_order order = gpu_act_order_of(w->type);
         if (order != GPU_ACT_NONE) {
                 bool fresh = g->act_src == x && g->act_n_in == w->n_in && g->act_n >= n && g->act_order == order;
                 if (!fresh) {
+                        if (g->in_step && (size_t)w->n_in * n > g->act_cap)
+                                gpu_end_token(b);       /* recorded ops use the old buffers: run them first */
                         if (!reserve_act(g, (size_t)w->n_in * n))
                                 return;
-                        gpu_quantize_act(&g->launch, x, w->n_in, n, order, &g->act);
+                        op.quantize = order;
                         g->act_src = x;
                         g->act_n_in = w->n_in;
                         g->act_n = n;
                         g->act_order = order;
                 }
-                act = &g->act;
+                op.act = g->act;
         }
-        gpu_matmul(&g->launch, w, x, act, n, bias, y);
+        submit(g, &op);
         if (y == g->act_src)
                 forget_act(g);
-        check_launch(g, "matvec");
 }
 
 static void gpu_rope_op(struct rig_backend *b, float *vec, uint32_t n_heads)
 {
-        struct gpu_backend *g = to_gpu(b);
-        forget_act(g);
-        const struct rig_config *c = &g->model.cfg;
-        gpu_rope(&g->launch, vec, n_heads, c->head_dim, c->rope_type, g->rope_freqs, g->pos);
-        check_launch(g, "rope");
+        struct gpu_op op = new_op(OP_ROPE);
+        op.out = vec;
+        op.n = n_heads;
+        submit(to_gpu(b), &op);
 }
 
 static void gpu_attention_op(struct rig_backend *b, uint32_t layer, const float *q, const float *k, const float *v,
                              float *out)
 {
-        struct gpu_backend *g = to_gpu(b);
-        forget_act(g);
-        const struct rig_config *c = &g->model.cfg;
-        gpu_kv_store(&g->launch, &g->kv, layer, g->pos, k, v);
-        gpu_attention(&g->launch, &g->kv, layer, g->pos, q, out, c->n_head, c->n_head_kv, c->head_dim);
-        check_launch(g, "attention");
+        struct gpu_op op = new_op(OP_ATTENTION);
+        op.layer = layer;
+        op.a = q;
+        op.b = k;
+        op.c = v;
+        op.out = out;
+        submit(to_gpu(b), &op);
 }
 
 static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, const float *up, uint32_t n)
 {
-        struct gpu_backend *g = to_gpu(b);
-        forget_act(g);
-        gpu_swiglu(&g->launch, out, gate, up, n);
-        check_launch(g, "swiglu");
+        struct gpu_op op = new_op(OP_SWIGLU);
+        op.out = out;
+        op.a = gate;
+        op.b = up;
+        op.n = n;
+        submit(to_gpu(b), &op);
 }
 
 static void gpu_add_op(struct rig_backend *b, float *x, const float *y, uint32_t n)
 {
-        struct gpu_backend *g = to_gpu(b);
-        forget_act(g);
-        gpu_add(&g->launch, x, y, n);
-        check_launch(g, "add");
+        struct gpu_op op = new_op(OP_ADD);
+        op.out = x;
+        op.a = y;
+        op.n = n;
+        submit(to_gpu(b), &op);
 }
 
 /* The best of five device-to-device copies of 1 GiB, timed with events on the backend's stream:
@@ -472,7 +584,7 @@ static const struct rig_backend_ops gpu_ops = {
         gpu_read,
         gpu_begin_token,
         gpu_end_token,
-        gpu_embed,
+        gpu_embed_op,
         gpu_rmsnorm_op,
         gpu_matmul_op,
         gpu_rope_op,
@@ -537,9 +649,15 @@ extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum r
                 goto fail;
         }
         g->model.layers = g->layers;
+        step_graph_init(&g->graph, sizeof(struct gpu_op));
         if ((r = open_device(device, &g->launch, err, err_size)) < 0 || (r = upload_weights(g, m, err, err_size)) < 0 ||
             (r = upload_rope_freqs(g, m, err, err_size)) < 0 || (r = alloc_kv(g, kv_type, n_ctx, err, err_size)) < 0)
                 goto fail;
+        if (cudaMalloc((void **)&g->step, sizeof(*g->step)) != cudaSuccess ||
+            cudaMemset(g->step, 0, sizeof(*g->step)) != cudaSuccess) {
+                r = errmsg(err, err_size, -ENOMEM, "allocating the step on " VENDOR_LABEL " device %d", device);
+                goto fail;
+        }
         g->base.ops = &gpu_ops;
         g->base.model = &g->model;
         g->base.n_ctx = n_ctx;
@@ -554,6 +672,7 @@ fail:
 extern "C" void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes)
 {
         struct gpu_backend *g = to_gpu(b);
+        gpu_end_token(b);               /* in stream order with what was recorded */
         forget_act(g);
         note_error(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->launch.stream), "write");
         /* src may be freed or reused by the caller as soon as we return */

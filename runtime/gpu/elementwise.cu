@@ -6,10 +6,12 @@
 
 #define ELEMENTWISE_BLOCK_THREADS 256
 
-/* out[n] = row decoded; one thread per chunk. */
+/* out[n] = row step->token of the embedding decoded; one thread per chunk. */
 template <typename D>
-__global__ void dequantize_row_kernel(const uint8_t *row, uint32_t n, float *out)
+__global__ void dequantize_row_kernel(const uint8_t *embd, size_t row_bytes, const struct gpu_step *step, uint32_t n,
+                                      float *out)
 {
+        const uint8_t *row = embd + (size_t)step->token * row_bytes;
         uint32_t c = blockIdx.x * blockDim.x + threadIdx.x;
         if (c >= D::chunks(n))
                 return;
@@ -23,7 +25,7 @@ __global__ void dequantize_row_kernel(const uint8_t *row, uint32_t n, float *out
                         o[r * D::RUN_STRIDE + i] = v[r * D::RUN_LEN + i];
 }
 
-typedef void (*dequantize_fn)(const uint8_t *, uint32_t, float *);
+typedef void (*dequantize_fn)(const uint8_t *, size_t, const struct gpu_step *, uint32_t, float *);
 
 struct dequantize_entry {
         enum rig_type type;
@@ -42,8 +44,10 @@ static const struct dequantize_entry dequantize_table[] = {
         { RIG_TYPE_Q6_K, dequantize_row_kernel<dec_q6_k>, NULL, 32 },
 };
 
-void gpu_dequantize_row(const struct gpu_launch *g, enum rig_type type, const void *row, uint32_t n, float *out)
+void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const struct gpu_step *step, float *out)
 {
+        enum rig_type type = w->type;
+        uint32_t n = w->n_in;
         const struct dequantize_entry *e = NULL;
         for (size_t i = 0; i < sizeof(dequantize_table) / sizeof(dequantize_table[0]); i++)
                 if (dequantize_table[i].type == type)
@@ -58,7 +62,7 @@ void gpu_dequantize_row(const struct gpu_launch *g, enum rig_type type, const vo
         if (n_chunks == 0)
                 return;
         uint32_t blocks = (n_chunks + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS;
-        fn<<<blocks, ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>((const uint8_t *)row, n, out);
+        fn<<<blocks, ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>((const uint8_t *)w->data, w->row_bytes, step, n, out);
 }
 
 /* out, gate, up: [n]; silu(v) = v / (1 + e^-v). */

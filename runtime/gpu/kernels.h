@@ -11,6 +11,14 @@ struct gpu_launch {
         int warp_size;                  /* of the device: 32, or 64 on AMD gfx9 */
 };
 
+/* The token and position of the step being computed, in device memory: the kernels that
+ * depend on them read them there, so one captured graph of a step's kernels serves every step
+ * (backend_gpu.cu writes it before each). */
+struct gpu_step {
+        int32_t token;
+        uint32_t pos;
+};
+
 /* Most head_dim the attention kernel holds in registers. */
 #define GPU_MAX_HEAD_DIM 256
 
@@ -40,22 +48,23 @@ void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in,
 void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
                 uint32_t n_cols, const float *bias, float *y);
 
-/* out[n] = row (one row of type, GGUF layout, n elements) as float. */
-void gpu_dequantize_row(const struct gpu_launch *g, enum rig_type type, const void *row, uint32_t n, float *out);
+/* out[n_in] = row step->token of the embedding e (GGUF layout) as float. */
+void gpu_embed(const struct gpu_launch *g, const struct rig_weight *e, const struct gpu_step *step, float *out);
 
 /* out[n] = x * w / rms(x), the sum of squares in double as on the CPU. */
 void gpu_rmsnorm(const struct gpu_launch *g, float *out, const float *x, const float *w, uint32_t n, float eps);
 
-/* Rotates n_heads heads of head_dim in vec by angle pos * freqs[i] for pair i (freqs:
+/* Rotates n_heads heads of head_dim in vec by angle step->pos * freqs[i] for pair i (freqs:
  * device [head_dim / 2], base^(-2i/d) already divided by any rope_freqs). */
 void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, uint32_t head_dim, enum rig_rope_type type,
-              const double *freqs, uint32_t pos);
+              const double *freqs, const struct gpu_step *step);
 
 /* kv: a struct rig_kv whose k and v point to device memory (same layout as kv.c). */
-void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *k,
+void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step, const float *k,
                   const float *v);
-/* out[n_head][head_dim] = softmax(q K^T / sqrt(head_dim)) V over positions 0..pos of layer. */
-void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *q,
+/* out[n_head][head_dim] = softmax(q K^T / sqrt(head_dim)) V over positions 0..step->pos of
+ * layer (step->pos < kv->n_ctx, checked by the caller). */
+void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step, const float *q,
                    float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim);
 
 /* out[n] = silu(gate) * up;  x[n] += y[n]. */

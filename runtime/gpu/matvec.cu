@@ -12,9 +12,11 @@
 #include "reduce.cuh"
 #include "rig_assert.h"
 
-/* Rows (warps) per block: 4 keeps blocks small enough to spread the 1024-row K and V
- * projections over every multiprocessor. */
-#define MATVEC_ROWS_PER_BLOCK 4
+/* Warps per block. A row takes 1, 2 or 4 of them (warps_per_row): at batch 1 a row of 4096
+ * to 14336 elements is only 2 to 7 chunks per lane of one warp, and one warp per row leaves a
+ * multiprocessor ~30 warps (4096 rows) each waiting on its loads; a row split over 4 warps
+ * keeps 4 times the loads in flight. */
+#define MATVEC_BLOCK_WARPS 4
 
 struct matvec_args {
         const uint8_t *w;
@@ -25,7 +27,24 @@ struct matvec_args {
         const float2 *xds;              /* [n_cols][n_in / 32] */
         const float *bias;              /* [n_out] or NULL */
         float *y;                       /* [n_cols][n_out] */
+        uint32_t warps_per_row;         /* 1, 2 or 4 */
 };
+
+/* Which row this thread works on, and its place among the row's threads. */
+struct row_share {
+        uint32_t row, first, step;      /* chunks first, first + step, ... */
+        bool is_live;                   /* row < n_out (the others still meet at the barrier) */
+};
+
+static __device__ __forceinline__ row_share share_of(const matvec_args &a)
+{
+        row_share r;
+        r.row = blockIdx.x * (MATVEC_BLOCK_WARPS / a.warps_per_row) + threadIdx.y / a.warps_per_row;
+        r.first = threadIdx.y % a.warps_per_row * WARP_SIZE + threadIdx.x;
+        r.step = a.warps_per_row * WARP_SIZE;
+        r.is_live = r.row < a.n_out;
+        return r;
+}
 
 /* dot(v[LEN], x[LEN]); x is 16-byte aligned when LEN is a multiple of 4 (runs start at
  * multiples of 8 elements of a 16-byte aligned vector). */
@@ -49,54 +68,58 @@ static __device__ __forceinline__ float dot_run(const float *v, const float *x, 
         return acc;
 }
 
-/* Lane j of the row's warp writes column j. */
+/* Sums each column over the row's warps; lane j of the row's first warp writes column j. */
 template <int NCOLS>
-static __device__ __forceinline__ void store_row(const matvec_args &a, uint32_t row, float *acc)
+static __device__ __forceinline__ void store_row(const matvec_args &a, const row_share &r, float *acc)
 {
+        __shared__ float part[MATVEC_BLOCK_WARPS][NCOLS];
 #pragma unroll
         for (int j = 0; j < NCOLS; j++) {
                 float s = warp_sum(acc[j]);
-                if (threadIdx.x == (unsigned)j)
-                        a.y[(size_t)j * a.n_out + row] = a.bias ? s + a.bias[row] : s;
+                if (threadIdx.x == 0)
+                        part[threadIdx.y][j] = s;
         }
+        __syncthreads();
+        if (!r.is_live || threadIdx.y % a.warps_per_row != 0 || threadIdx.x >= (unsigned)NCOLS)
+                return;
+        float s = 0.0f;
+        for (uint32_t k = 0; k < a.warps_per_row; k++)
+                s += part[threadIdx.y + k][threadIdx.x];
+        a.y[(size_t)threadIdx.x * a.n_out + r.row] = a.bias ? s + a.bias[r.row] : s;
 }
 
 template <typename D, int NCOLS>
 __global__ void matvec_float_kernel(matvec_args a)
 {
-        uint32_t row = blockIdx.x * blockDim.y + threadIdx.y;
-        if (row >= a.n_out)
-                return;                 /* the whole warp: rows are per warp */
-        const uint8_t *wr = a.w + (size_t)row * a.stride;
-        uint32_t n_chunks = D::chunks(a.n_in);
+        row_share r = share_of(a);
+        const uint8_t *wr = a.w + (size_t)r.row * a.stride;
+        uint32_t n_chunks = r.is_live ? D::chunks(a.n_in) : 0;
         float acc[NCOLS] = {};
-        for (uint32_t c = threadIdx.x; c < n_chunks; c += WARP_SIZE) {
+        for (uint32_t c = r.first; c < n_chunks; c += r.step) {
                 float v[D::RUNS * D::RUN_LEN];
                 D::decode(wr, c, v);
 #pragma unroll
                 for (int j = 0; j < NCOLS; j++) {
                         const float *xc = a.x + (size_t)j * a.n_in + D::first(c);
 #pragma unroll
-                        for (int r = 0; r < D::RUNS; r++)
-                                acc[j] = dot_run<D::RUN_LEN>(v + r * D::RUN_LEN, xc + r * D::RUN_STRIDE, acc[j]);
+                        for (int k = 0; k < D::RUNS; k++)
+                                acc[j] = dot_run<D::RUN_LEN>(v + k * D::RUN_LEN, xc + k * D::RUN_STRIDE, acc[j]);
                 }
         }
-        store_row<NCOLS>(a, row, acc);
+        store_row<NCOLS>(a, r, acc);
 }
 
 template <typename D, int NCOLS>
 __global__ void matvec_int8_kernel(matvec_args a)
 {
-        uint32_t row = blockIdx.x * blockDim.y + threadIdx.y;
-        if (row >= a.n_out)
-                return;
-        const uint8_t *wr = a.w + (size_t)row * a.stride;
+        row_share r = share_of(a);
+        const uint8_t *wr = a.w + (size_t)r.row * a.stride;
         uint32_t n_chunks = a.n_in / D::CHUNK, n_blocks = a.n_in / 32;
+        uint32_t end = r.is_live ? n_chunks : 0;
         float acc[NCOLS] = {};
-        /* two chunks' loads in flight per lane: a lane has few steps (7 for a 14336-wide Q4_K
-         * row) and memory latency is what bounds each */
+        /* two chunks' loads in flight per lane: memory latency is what bounds each step */
 #pragma unroll 2
-        for (uint32_t c = threadIdx.x; c < n_chunks; c += WARP_SIZE) {
+        for (uint32_t c = r.first; c < end; c += r.step) {
                 chunk_place at = place_of(c, n_chunks);
                 typename D::W wv;
                 D::load(wr, a.n_in, c, at, wv);
@@ -104,7 +127,7 @@ __global__ void matvec_int8_kernel(matvec_args a)
                 for (int j = 0; j < NCOLS; j++)
                         acc[j] += D::dot(wv, c, at, a.xq + (size_t)j * a.n_in, a.xds + (size_t)j * n_blocks);
         }
-        store_row<NCOLS>(a, row, acc);
+        store_row<NCOLS>(a, r, acc);
 }
 
 /* The two kernel families, as types whose launch<NCOLS> starts the instance for D. */
@@ -149,14 +172,14 @@ typedef void (*launch_fn)(const matvec_args &, uint32_t, dim3, dim3, cudaStream_
 struct matvec_entry {
         enum rig_type type;
         launch_fn vec, scalar;
-        uint32_t chunk;                 /* elements per chunk: n_in must be a multiple */
+        uint32_t chunk;                 /* elements per chunk of vec (the quantized types' n_in is a multiple) */
 };
 
 static const struct matvec_entry matvec_table[] = {
-        { RIG_TYPE_F32, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> >, 1 },
-        { RIG_TYPE_F16, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> >, 1 },
+        { RIG_TYPE_F32, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> >, 8 },
+        { RIG_TYPE_F16, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> >, 8 },
         { RIG_TYPE_BF16, launch_cols<float_kernels<dec_bf16> >,
-          launch_cols<float_kernels<dec_bf16_scalar> >, 1 },
+          launch_cols<float_kernels<dec_bf16_scalar> >, 8 },
         { RIG_TYPE_Q4_0, launch_cols<int8_kernels<dot_q4_0> >, NULL, dot_q4_0::CHUNK },
         { RIG_TYPE_Q8_0, launch_cols<int8_kernels<dot_q8_0> >, NULL, dot_q8_0::CHUNK },
         { RIG_TYPE_Q4_K, launch_cols<int8_kernels<dot_q4_k> >, NULL, QK_K },
@@ -234,8 +257,13 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
                 fn = e->scalar;
         if (w->n_out == 0)
                 return;
-        dim3 block(g->warp_size, MATVEC_ROWS_PER_BLOCK);
-        dim3 grid((w->n_out + MATVEC_ROWS_PER_BLOCK - 1) / MATVEC_ROWS_PER_BLOCK);
+        /* as many warps per row as leave every lane a chunk */
+        uint32_t n_chunks = fn == e->scalar ? w->n_in : w->n_in / e->chunk, warps_per_row = 4;
+        while (warps_per_row > 1 && n_chunks < warps_per_row * (uint32_t)g->warp_size)
+                warps_per_row /= 2;
+        uint32_t rows_per_block = MATVEC_BLOCK_WARPS / warps_per_row;
+        dim3 block(g->warp_size, MATVEC_BLOCK_WARPS);
+        dim3 grid((w->n_out + rows_per_block - 1) / rows_per_block);
         for (uint32_t j = 0; j < n_cols; j += GPU_MAX_COLS) {
                 matvec_args a;
                 a.w = (const uint8_t *)w->data;
@@ -247,6 +275,7 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
                 a.xds = act ? act->ds + (size_t)j * (w->n_in / 32) : NULL;
                 a.bias = bias;
                 a.y = y + (size_t)j * w->n_out;
+                a.warps_per_row = warps_per_row;
                 uint32_t cols = n_cols - j < GPU_MAX_COLS ? n_cols - j : GPU_MAX_COLS;
                 fn(a, cols, grid, block, g->stream);
         }

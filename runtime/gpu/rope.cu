@@ -8,8 +8,9 @@
 
 /* vec: [n_heads][head_dim]; one thread per (head, pair). */
 __global__ void rope_kernel(float *vec, uint32_t n_heads, uint32_t head_dim, int is_neox, const double *freqs,
-                            uint32_t pos)
+                            const struct gpu_step *step)
 {
+        uint32_t pos = step->pos;
         uint32_t n_pairs = head_dim / 2;
         uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
         if (t >= n_heads * n_pairs)
@@ -26,11 +27,11 @@ __global__ void rope_kernel(float *vec, uint32_t n_heads, uint32_t head_dim, int
 }
 
 void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, uint32_t head_dim, enum rig_rope_type type,
-              const double *freqs, uint32_t pos)
+              const double *freqs, const struct gpu_step *step)
 {
         uint32_t n = n_heads * (head_dim / 2);
         if (n == 0)
                 return;
         rope_kernel<<<(n + ROPE_BLOCK_THREADS - 1) / ROPE_BLOCK_THREADS, ROPE_BLOCK_THREADS, 0, g->stream>>>(
-                vec, n_heads, head_dim, type == RIG_ROPE_NEOX, freqs, pos);
+                vec, n_heads, head_dim, type == RIG_ROPE_NEOX, freqs, step);
 }

@@ -4,9 +4,10 @@
  * with events, in µs and effective GB/s (GGUF weight bytes / time). Twice: the same weights
  * every run (the L2 may hold part of them, as in ggml's test-backend-ops), and rotating through
  * copies totalling over 100 MB (more than an H100's 50 MB or an H200's 60 MB L2). Prints
- * numbers, never asserts on time. */
+ * numbers, never asserts on time. `bench_gpu_matvec Q4_K` runs one type. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vendor.h"
 
@@ -112,7 +113,7 @@ static int bench_type(const struct gpu_launch *g, enum rig_type type, const stru
         return r;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
         if (gpu_device_count() == 0) {
                 printf("skipped: no GPU\n");
@@ -140,7 +141,8 @@ int main(void)
                                                RIG_TYPE_Q4_0, RIG_TYPE_Q4_K, RIG_TYPE_Q5_K, RIG_TYPE_Q6_K };
         int failed = 0;
         for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-                failed |= bench_type(&g, types[i], &io) < 0;
+                if (argc < 2 || strcmp(argv[1], rig_type_get(types[i])->name) == 0)     /* one type, for a profiler */
+                        failed |= bench_type(&g, types[i], &io) < 0;
         cudaFree(x);
         cudaFree(io.y);
         cudaFree(io.act.q);

@@ -1,0 +1,43 @@
+/* step_graph.h — the ops of one decode step, recorded and run as one CUDA/HIP graph, so the
+ * hundreds of kernel launches of a token cost one launch (a launch takes a few microseconds of
+ * CPU and leaves a gap on the GPU; a graph runs its kernels back to back).
+ *
+ * The backend records each op of a step as a fixed-size record holding everything its launch
+ * needs (pointers, sizes, never the token or position: kernels read those from device memory,
+ * struct gpu_step). At the end of the step, when the records equal the ones the graph was
+ * captured from, byte for byte, the graph is launched again; otherwise the records are run
+ * under stream capture into a new graph. Decode records the same ops every token, so a capture
+ * happens once per session. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vendor.h"
+
+typedef void (*step_op_fn)(void *ctx, const void *op);
+
+struct step_graph {
+        size_t op_bytes;                /* size of one record */
+        unsigned char *ops;             /* this step's records */
+        size_t n_ops, cap;
+        unsigned char *captured;        /* the records exec was captured from */
+        size_t n_captured;
+        cudaGraphExec_t exec;
+        bool has_exec;
+        bool is_off;                    /* capture failed once, or RIG_GPU_GRAPHS=0: ops run directly */
+};
+
+void step_graph_init(struct step_graph *s, size_t op_bytes);
+void step_graph_free(struct step_graph *s);
+
+/* Starts a step's recording. */
+void step_graph_begin(struct step_graph *s);
+
+/* Appends one record (op_bytes, padding zeroed by the caller so equal ops compare equal).
+ * -ENOMEM when there is no room: the caller then runs the step's ops directly. */
+int step_graph_record(struct step_graph *s, const void *op);
+
+/* Runs the recorded ops on stream, by the graph, a new capture, or directly (run(ctx, op) in
+ * order) when graphs are off or capture fails. The first failure of the graph calls, if any. */
+cudaError_t step_graph_run(struct step_graph *s, cudaStream_t stream, step_op_fn run, void *ctx);
