@@ -257,8 +257,10 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
                 fn = e->scalar;
         if (w->n_out == 0)
                 return;
-        /* as many warps per row as leave every lane a chunk */
-        uint32_t n_chunks = fn == e->scalar ? w->n_in : w->n_in / e->chunk, warps_per_row = 4;
+        /* Float rows: as many warps per row (up to 4) as leave every lane a chunk — F16 4096x14336
+         * went from 40.3 to 33.6 us on the H200. Quantized rows: one warp each, which measured
+         * faster there for Q4_K (16.8 vs 17.9 us) and Q8_0 (26.0 vs 27.5); docs/perf.md. */
+        uint32_t n_chunks = fn == e->scalar ? w->n_in : w->n_in / e->chunk, warps_per_row = takes_act ? 1 : 4;
         while (warps_per_row > 1 && n_chunks < warps_per_row * (uint32_t)g->warp_size)
                 warps_per_row /= 2;
         uint32_t rows_per_block = MATVEC_BLOCK_WARPS / warps_per_row;

@@ -13,7 +13,7 @@ echo "== whole model"; RIG=$B/rig python3 tests/gpu/test_gpu_model.py 2>&1 | tee
 echo "== matvec bench"; $B/bench_gpu_matvec 2>&1 | tee "$OUT/bench_matvec.txt"
 if [ -x ggml-bin/test-backend-ops ]; then
   echo "== ggml test-backend-ops, same card and sitting"
-  LD_LIBRARY_PATH="$PWD/ggml-bin:$LD_LIBRARY_PATH" ggml-bin/test-backend-ops perf -o MUL_MAT -b CUDA0 \
+  LD_LIBRARY_PATH="$PWD/ggml-bin:/usr/local/cuda/lib64:$LD_LIBRARY_PATH" ggml-bin/test-backend-ops perf -o MUL_MAT -b CUDA0 \
     -p "type_a=(f16|q8_0|q4_0|q4_K|q5_K|q6_K),type_b=f32,m=4096,n=(1|8|512),k=14336," 2>&1 | tee "$OUT/ggml_mul_mat.txt" | grep -E "MUL_MAT|Backend"
 fi
 if command -v ncu >/dev/null && [ -n "${RIG_DEVICE_PROFILE:-}" ]; then
