@@ -342,7 +342,7 @@ struct gpu_op {
 
 static const char *op_name(enum op_kind k)
 {
-        static const char *names[] = { "embed", "rmsnorm", "matvec", "rope", "attention", "swiglu", "add" };
+        static const char *names[] = { "embed", "rmsnorm", "matmul", "rope", "attention", "swiglu", "add" };
         return names[k];
 }
 
@@ -405,6 +405,18 @@ static struct gpu_op new_op(enum op_kind kind)
         return op;
 }
 
+/* The ops that take up to two float inputs and a length. */
+static void submit_simple(struct rig_backend *b, enum op_kind kind, float *out, const float *a, const float *in_b,
+                          uint32_t n)
+{
+        struct gpu_op op = new_op(kind);
+        op.out = out;
+        op.a = a;
+        op.b = in_b;
+        op.n = n;
+        submit(to_gpu(b), &op);
+}
+
 __global__ void write_step_kernel(struct gpu_step *step, int32_t token, uint32_t pos)
 {
         step->token = token;
@@ -436,19 +448,12 @@ static void gpu_end_token(struct rig_backend *b)
 
 static void gpu_embed_op(struct rig_backend *b, float *x)
 {
-        struct gpu_op op = new_op(OP_EMBED);
-        op.out = x;
-        submit(to_gpu(b), &op);
+        submit_simple(b, OP_EMBED, x, NULL, NULL, 0);
 }
 
 static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n)
 {
-        struct gpu_op op = new_op(OP_RMSNORM);
-        op.out = out;
-        op.a = x;
-        op.b = w;
-        op.n = n;
-        submit(to_gpu(b), &op);
+        submit_simple(b, OP_RMSNORM, out, x, w, n);
 }
 
 /* Room in act for n_elems levels (and their scales); false, with the error noted, when the
@@ -506,10 +511,7 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
 
 static void gpu_rope_op(struct rig_backend *b, float *vec, uint32_t n_heads)
 {
-        struct gpu_op op = new_op(OP_ROPE);
-        op.out = vec;
-        op.n = n_heads;
-        submit(to_gpu(b), &op);
+        submit_simple(b, OP_ROPE, vec, NULL, NULL, n_heads);
 }
 
 static void gpu_attention_op(struct rig_backend *b, uint32_t layer, const float *q, const float *k, const float *v,
@@ -526,21 +528,12 @@ static void gpu_attention_op(struct rig_backend *b, uint32_t layer, const float 
 
 static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, const float *up, uint32_t n)
 {
-        struct gpu_op op = new_op(OP_SWIGLU);
-        op.out = out;
-        op.a = gate;
-        op.b = up;
-        op.n = n;
-        submit(to_gpu(b), &op);
+        submit_simple(b, OP_SWIGLU, out, gate, up, n);
 }
 
 static void gpu_add_op(struct rig_backend *b, float *x, const float *y, uint32_t n)
 {
-        struct gpu_op op = new_op(OP_ADD);
-        op.out = x;
-        op.a = y;
-        op.n = n;
-        submit(to_gpu(b), &op);
+        submit_simple(b, OP_ADD, x, y, NULL, n);
 }
 
 /* The best of five device-to-device copies of 1 GiB, timed with events on the backend's stream:

@@ -66,22 +66,6 @@ static __device__ __forceinline__ void k4_scale_min_words(int j, uint32_t s0, ui
         }
 }
 
-/* Where chunk c's pieces are (layout.h): piece p of a vector of P pieces per chunk is at
- * group * 512 * P + p * m16 + l16. */
-struct chunk_place {
-        uint32_t group, l16, m16;
-};
-
-static __device__ __forceinline__ chunk_place place_of(uint32_t c, uint32_t n_chunks)
-{
-        chunk_place p;
-        p.group = c / GPU_GROUP_CHUNKS;
-        uint32_t left = n_chunks - p.group * GPU_GROUP_CHUNKS;
-        p.l16 = (c % GPU_GROUP_CHUNKS) * GPU_PIECE_BYTES;
-        p.m16 = (left < GPU_GROUP_CHUNKS ? left : GPU_GROUP_CHUNKS) * GPU_PIECE_BYTES;
-        return p;
-}
-
 /* Where element e of a vector of n elements goes in the chunk order of layout.h. */
 static __device__ __forceinline__ uint32_t act_position(enum gpu_act_order order, uint32_t e, uint32_t n)
 {
@@ -98,18 +82,14 @@ static __device__ __forceinline__ uint32_t act_position(enum gpu_act_order order
                 c = e / QK_K * 4 + 2 * h + o;
                 offset = 16 * r + b % 16;
         }
-        chunk_place at = place_of(c, n / chunk);
-        uint32_t pieces = chunk / GPU_PIECE_BYTES;
-        return at.group * (GPU_GROUP_CHUNKS * GPU_PIECE_BYTES * pieces) + offset / 16 * at.m16 + at.l16 + offset % 16;
+        return (uint32_t)piece_offset(place_of(c, n / chunk), offset / 16, chunk / GPU_PIECE_BYTES) + offset % 16;
 }
 
 /* The four words of piece p of a vector with P pieces per chunk. */
 template <int P>
 static __device__ __forceinline__ void load_piece(const void *base, const chunk_place &at, int p, int *w)
 {
-        load_words4((const uint8_t *)base + (size_t)at.group * (GPU_GROUP_CHUNKS * GPU_PIECE_BYTES * P) + p * at.m16 +
-                            at.l16,
-                    w);
+        load_words4((const uint8_t *)base + piece_offset(at, p, P), w);
 }
 
 /* ---- Q8_0: chunk = one block (32 elements): 2 pieces of levels, d[block] after them ---- */

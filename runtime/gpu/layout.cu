@@ -20,14 +20,6 @@ enum gpu_act_order gpu_act_order_of(enum rig_type type)
         }
 }
 
-size_t gpu_piece_offset(uint32_t c, uint32_t piece, uint32_t pieces, uint32_t n_chunks)
-{
-        uint32_t g = c / GPU_GROUP_CHUNKS, l = c % GPU_GROUP_CHUNKS;
-        uint32_t m = n_chunks - g * GPU_GROUP_CHUNKS < GPU_GROUP_CHUNKS ? n_chunks - g * GPU_GROUP_CHUNKS : GPU_GROUP_CHUNKS;
-        return (size_t)g * GPU_GROUP_CHUNKS * pieces * GPU_PIECE_BYTES + (size_t)piece * GPU_PIECE_BYTES * m +
-               (size_t)l * GPU_PIECE_BYTES;
-}
-
 size_t gpu_row_stride(enum rig_type type, uint32_t n)
 {
         return (rig_row_bytes(type, n) + 15) / 16 * 16;
@@ -36,7 +28,7 @@ size_t gpu_row_stride(enum rig_type type, uint32_t n)
 /* The 16 bytes at src as piece `piece` of chunk c. */
 static void put_piece(uint8_t *row, uint32_t c, uint32_t piece, uint32_t pieces, uint32_t n_chunks, const uint8_t *src)
 {
-        memcpy(row + gpu_piece_offset(c, piece, pieces, n_chunks), src, GPU_PIECE_BYTES);
+        memcpy(row + piece_offset(place_of(c, n_chunks), piece, pieces), src, GPU_PIECE_BYTES);
 }
 
 static void layout_q8_0(const struct block_q8_0 *b, size_t nb, uint8_t *out)

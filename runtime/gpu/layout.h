@@ -69,10 +69,28 @@ size_t gpu_row_stride(enum rig_type type, uint32_t n);
  * (host memory, gpu_row_stride apart; padding zeroed). */
 void gpu_layout_rows(enum rig_type type, uint32_t n, size_t n_rows, const void *src, size_t row_bytes, void *dst);
 
-/* Byte offset of piece `piece` of chunk c in a row (or an activation vector) of n_chunks chunks
- * of `pieces` pieces each. The kernels compute the same inline (dot_int8.cuh). */
-size_t gpu_piece_offset(uint32_t c, uint32_t piece, uint32_t pieces, uint32_t n_chunks);
-
 #ifdef __cplusplus
+}
+
+/* Where chunk c of a row (or an activation vector) of n_chunks chunks lies: piece p of P
+ * pieces per chunk is at group * 512 * P + p * m16 + l16 (piece_offset). One definition for
+ * the host that lays rows out and the kernels that read them. */
+struct chunk_place {
+        uint32_t group, l16, m16;
+};
+
+static __host__ __device__ __forceinline__ chunk_place place_of(uint32_t c, uint32_t n_chunks)
+{
+        chunk_place p;
+        p.group = c / GPU_GROUP_CHUNKS;
+        uint32_t left = n_chunks - p.group * GPU_GROUP_CHUNKS;
+        p.l16 = (c % GPU_GROUP_CHUNKS) * GPU_PIECE_BYTES;
+        p.m16 = (left < GPU_GROUP_CHUNKS ? left : GPU_GROUP_CHUNKS) * GPU_PIECE_BYTES;
+        return p;
+}
+
+static __host__ __device__ __forceinline__ size_t piece_offset(const chunk_place &at, uint32_t p, uint32_t pieces)
+{
+        return (size_t)at.group * GPU_GROUP_CHUNKS * GPU_PIECE_BYTES * pieces + (size_t)p * at.m16 + at.l16;
 }
 #endif

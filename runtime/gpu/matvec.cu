@@ -12,10 +12,9 @@
 #include "reduce.cuh"
 #include "rig_assert.h"
 
-/* Warps per block. A row takes 1, 2 or 4 of them (warps_per_row): at batch 1 a row of 4096
- * to 14336 elements is only 2 to 7 chunks per lane of one warp, and one warp per row leaves a
- * multiprocessor ~30 warps (4096 rows) each waiting on its loads; a row split over 4 warps
- * keeps 4 times the loads in flight. */
+/* Warps per block. A row takes 1, 2 or 4 of them (warps_per_row, chosen in gpu_matmul): one
+ * warp per row leaves a multiprocessor ~30 warps (4096 rows) each waiting on its loads, and a
+ * float row split over 4 warps keeps 4 times the loads in flight. */
 #define MATVEC_BLOCK_WARPS 4
 
 struct matvec_args {
@@ -172,19 +171,21 @@ typedef void (*launch_fn)(const matvec_args &, uint32_t, dim3, dim3, cudaStream_
 struct matvec_entry {
         enum rig_type type;
         launch_fn vec, scalar;
-        uint32_t chunk;                 /* elements per chunk of vec (the quantized types' n_in is a multiple) */
 };
 
+/* Elements a float type's vec kernel takes per chunk. */
+#define FLOAT_VEC_CHUNK 8
+
 static const struct matvec_entry matvec_table[] = {
-        { RIG_TYPE_F32, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> >, 8 },
-        { RIG_TYPE_F16, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> >, 8 },
+        { RIG_TYPE_F32, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> > },
+        { RIG_TYPE_F16, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> > },
         { RIG_TYPE_BF16, launch_cols<float_kernels<dec_bf16> >,
-          launch_cols<float_kernels<dec_bf16_scalar> >, 8 },
-        { RIG_TYPE_Q4_0, launch_cols<int8_kernels<dot_q4_0> >, NULL, dot_q4_0::CHUNK },
-        { RIG_TYPE_Q8_0, launch_cols<int8_kernels<dot_q8_0> >, NULL, dot_q8_0::CHUNK },
-        { RIG_TYPE_Q4_K, launch_cols<int8_kernels<dot_q4_k> >, NULL, QK_K },
-        { RIG_TYPE_Q5_K, launch_cols<int8_kernels<dot_q5_k> >, NULL, QK_K },
-        { RIG_TYPE_Q6_K, launch_cols<int8_kernels<dot_q6_k> >, NULL, QK_K },
+          launch_cols<float_kernels<dec_bf16_scalar> > },
+        { RIG_TYPE_Q4_0, launch_cols<int8_kernels<dot_q4_0> >, NULL },
+        { RIG_TYPE_Q8_0, launch_cols<int8_kernels<dot_q8_0> >, NULL },
+        { RIG_TYPE_Q4_K, launch_cols<int8_kernels<dot_q4_k> >, NULL },
+        { RIG_TYPE_Q5_K, launch_cols<int8_kernels<dot_q5_k> >, NULL },
+        { RIG_TYPE_Q6_K, launch_cols<int8_kernels<dot_q6_k> >, NULL },
 };
 
 static const struct matvec_entry *matvec_find(enum rig_type type)
@@ -247,7 +248,7 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
         const struct matvec_entry *e = matvec_find(w->type);
         RIG_ASSERT(e, "matvec of weight type %d", (int)w->type);
         bool takes_act = gpu_act_order_of(w->type) != GPU_ACT_NONE;
-        RIG_ASSERT(takes_act ? act && w->n_in % e->chunk == 0 : ((uintptr_t)x & 15) == 0,
+        RIG_ASSERT(takes_act ? act && w->n_in % rig_type_get(w->type)->block_elems == 0 : ((uintptr_t)x & 15) == 0,
                    "matvec of type %d, n_in %u: x %p not 16-byte aligned, or no 8-bit activations", (int)w->type, w->n_in,
                    (const void *)x);
         RIG_ASSERT(((uintptr_t)w->data & 15) == 0 && w->row_bytes % 16 == 0, "matvec: W %p, stride %zu not 16-byte aligned",
@@ -260,9 +261,12 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
         /* Float rows: as many warps per row (up to 4) as leave every lane a chunk — F16 4096x14336
          * went from 40.3 to 33.6 us on the H200. Quantized rows: one warp each, which measured
          * faster there for Q4_K (16.8 vs 17.9 us) and Q8_0 (26.0 vs 27.5); docs/perf.md. */
-        uint32_t n_chunks = fn == e->scalar ? w->n_in : w->n_in / e->chunk, warps_per_row = takes_act ? 1 : 4;
-        while (warps_per_row > 1 && n_chunks < warps_per_row * (uint32_t)g->warp_size)
-                warps_per_row /= 2;
+        uint32_t warps_per_row = 1;
+        if (!takes_act) {
+                uint32_t n_chunks = fn == e->scalar ? w->n_in : w->n_in / FLOAT_VEC_CHUNK;
+                for (warps_per_row = 4; warps_per_row > 1 && n_chunks < warps_per_row * (uint32_t)g->warp_size;)
+                        warps_per_row /= 2;
+        }
         uint32_t rows_per_block = MATVEC_BLOCK_WARPS / warps_per_row;
         dim3 block(g->warp_size, MATVEC_BLOCK_WARPS);
         dim3 grid((w->n_out + rows_per_block - 1) / rows_per_block);
