@@ -617,6 +617,7 @@ static int open_device(int device, struct gpu_launch *launch, char *err, size_t 
                 return errmsg(err, err_size, -ENODEV, VENDOR_LABEL " device %d (%s) has warps of %d", device, prop.name,
                               prop.warpSize);
         launch->warp_size = prop.warpSize;
+        launch->cc_major = prop.major;
         if ((e = cudaStreamCreateWithFlags(&launch->stream, cudaStreamNonBlocking)) != cudaSuccess)
                 return errmsg(err, err_size, -ENODEV, "creating a stream on " VENDOR_LABEL " device %d: %s", device,
                               cudaGetErrorString(e));

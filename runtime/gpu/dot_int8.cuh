@@ -8,7 +8,17 @@
  * takes per step: load() reads the chunk's weight pieces and scales into registers once, dot()
  * takes them against one column of activations, so a kernel with several columns reads each
  * weight byte once. Values are the CPU's: level * scale - min, with the products rounded
- * differently (the tests bound the difference). */
+ * differently (the tests bound the difference).
+ *
+ * The matrix-matrix kernels (matmul_tiles.cu) stage a chunk's levels in shared memory and take
+ * the products there, so each decoder also says, from the same load():
+ *   UNIT              elements per scale (32; Q6_K 16)
+ *   levels(w, q, am)  the chunk's levels as CHUNK / 4 words in the order of its activations
+ *                     (word i against bytes 4i .. 4i+3 of the chunk's activation pieces), and
+ *                     per unit u a pair am[u] = (a, m): the unit's dot with activations of
+ *                     scale dx is a * dx * sum(level * xq) - m * (dx * sum(xq))
+ *   unit_block(c, u)  the 32-element block (element order: the index into ds) of unit u of
+ *                     chunk c */
 #pragma once
 
 #include <stdint.h>
@@ -95,7 +105,7 @@ static __device__ __forceinline__ void load_piece(const void *base, const chunk_
 /* ---- Q8_0: chunk = one block (32 elements): 2 pieces of levels, d[block] after them ---- */
 
 struct dot_q8_0 {
-        static constexpr uint32_t CHUNK = 32;
+        static constexpr uint32_t CHUNK = 32, UNIT = 32;
         struct W {
                 int q[8];
                 float d;
@@ -113,13 +123,21 @@ struct dot_q8_0 {
                 load_piece<2>(xq, at, 1, x + 4);
                 return w.d * xds[c].x * (float)dot_words<8>(w.q, x);
         }
+        static __device__ void levels(const W &w, int *q, float2 *am)
+        {
+#pragma unroll
+                for (int i = 0; i < 8; i++)
+                        q[i] = w.q[i];
+                am[0] = make_float2(w.d, 0.0f);
+        }
+        static __device__ uint32_t unit_block(uint32_t c, uint32_t u) { return c; }
 };
 
 /* ---- Q4_0: chunk = one block: 1 piece (low nibbles elements 0..15, high 16..31), d[block];
  * levels 0..15 mean level - 8, taken as 8 * sum(x) ---- */
 
 struct dot_q4_0 {
-        static constexpr uint32_t CHUNK = 32;
+        static constexpr uint32_t CHUNK = 32, UNIT = 32;
         struct W {
                 int lo[4], hi[4];
                 float d;
@@ -144,6 +162,16 @@ struct dot_q4_0 {
                 float2 ds = xds[c];
                 return w.d * (ds.x * (float)s - 8.0f * ds.y);
         }
+        static __device__ void levels(const W &w, int *q, float2 *am)
+        {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                        q[i] = w.lo[i];
+                        q[4 + i] = w.hi[i];
+                }
+                am[0] = make_float2(w.d, 8.0f * w.d);   /* levels 0..15 stand for level - 8 */
+        }
+        static __device__ uint32_t unit_block(uint32_t c, uint32_t u) { return c; }
 };
 
 /* ---- Q4_K / Q5_K: chunk = sub-blocks 2k (low nibbles of qs[32k .. 32k+31]) and 2k+1 (high
@@ -195,8 +223,20 @@ static __device__ __forceinline__ float k45_dot(const k45_chunk &w, uint32_t c, 
         return w.a1 * ds.x * s1 + w.a2 * ds.z * s2 - (w.m1 * ds.y + w.m2 * ds.w);
 }
 
+/* Units: sub-blocks 2k (lo, activation pieces 0, 1) and 2k+1 (hi, pieces 2, 3); blocks 2c, 2c+1. */
+static __device__ __forceinline__ void k45_levels(const k45_chunk &w, int *q, float2 *am)
+{
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+                q[i] = w.lo[i];
+                q[8 + i] = w.hi[i];
+        }
+        am[0] = make_float2(w.a1, w.m1);
+        am[1] = make_float2(w.a2, w.m2);
+}
+
 struct dot_q4_k {
-        static constexpr uint32_t CHUNK = 64;
+        static constexpr uint32_t CHUNK = 64, UNIT = 32;
         typedef k45_chunk W;
         static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
@@ -207,12 +247,14 @@ struct dot_q4_k {
         {
                 return k45_dot(w, c, at, xq, xds);
         }
+        static __device__ void levels(const W &w, int *q, float2 *am) { k45_levels(w, q, am); }
+        static __device__ uint32_t unit_block(uint32_t c, uint32_t u) { return 2 * c + u; }
 };
 
 /* Q5_K: the fifth bits from the chunk's two planes (layout.h): word i takes bits i, 8 + i, 16 + i,
  * 24 + i of a plane. */
 struct dot_q5_k {
-        static constexpr uint32_t CHUNK = 64;
+        static constexpr uint32_t CHUNK = 64, UNIT = 32;
         typedef k45_chunk W;
         static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
@@ -229,6 +271,8 @@ struct dot_q5_k {
         {
                 return k45_dot(w, c, at, xq, xds);
         }
+        static __device__ void levels(const W &w, int *q, float2 *am) { k45_levels(w, q, am); }
+        static __device__ uint32_t unit_block(uint32_t c, uint32_t u) { return 2 * c + u; }
 };
 
 /* ---- Q6_K: chunk c = half h = c%4/2 of block c/4, l = 16o .. 16o+15 (o = c%2) of its runs r
@@ -237,7 +281,7 @@ struct dot_q5_k {
  * level - 32 ---- */
 
 struct dot_q6_k {
-        static constexpr uint32_t CHUNK = 64;
+        static constexpr uint32_t CHUNK = 64, UNIT = 16;
         struct W {
                 int v[4][4];            /* [run][word], level - 32 as signed bytes */
                 float s[4];             /* d * scale of each run */
@@ -278,4 +322,16 @@ struct dot_q6_k {
                 }
                 return acc;
         }
+        /* units: the four runs (activation piece r), each its own scale */
+        static __device__ void levels(const W &w, int *q, float2 *am)
+        {
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+#pragma unroll
+                        for (int i = 0; i < 4; i++)
+                                q[4 * r + i] = w.v[r][i];
+                        am[r] = make_float2(w.s[r], 0.0f);
+                }
+        }
+        static __device__ uint32_t unit_block(uint32_t c, uint32_t u) { return c / 4 * 8 + 4 * (c % 4 / 2) + u; }
 };

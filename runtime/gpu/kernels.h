@@ -9,6 +9,7 @@
 struct gpu_launch {
         cudaStream_t stream;
         int warp_size;                  /* of the device: 32, or 64 on AMD gfx9 */
+        int cc_major;                   /* compute capability major (NVIDIA: 8 = sm_80, tensor core mma.sync) */
 };
 
 /* The token and position of the step being computed, in device memory: the kernels that
@@ -24,6 +25,11 @@ struct gpu_step {
 
 /* Columns one matvec launch takes; gpu_matmul loops over more. */
 #define GPU_MAX_COLS 8
+
+/* From this many columns on, gpu_matmul of a quantized type takes the tile kernel
+ * (gpu_matmul_tiles) instead of matvec launches of GPU_MAX_COLS columns. To be tuned by
+ * measurement (bench_gpu_matvec). */
+#define GPU_TILES_MIN_COLS 16
 
 /* true when matvec and embed have a kernel for rows of this type. */
 bool gpu_type_supported(enum rig_type type);
@@ -44,9 +50,17 @@ void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in,
 /* y[j][n_out] = W x[j][n_in] (+ bias[n_out] when not NULL) for j < n_cols. W in the device
  * layout (layout.h); x 16-byte aligned for the float types; for the quantized types act holds x
  * quantized (x itself is not read, may be NULL). Each weight byte is read once per GPU_MAX_COLS
- * columns. */
+ * columns, or, for a quantized type from GPU_TILES_MIN_COLS columns on, once per tile of 64
+ * (gpu_matmul_tiles). */
 void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
                 uint32_t n_cols, const float *bias, float *y);
+
+/* gpu_matmul for a quantized type (act holds x quantized) by tiles of rows x columns: each
+ * weight byte is read once per 64 columns. Tensor cores (mma.sync) on NVIDIA devices of compute
+ * capability 8.0 and later, dp4a elsewhere or when the environment has RIG_GPU_MMA=0 (read at
+ * each call). gpu_matmul takes it from GPU_TILES_MIN_COLS columns on. */
+void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, const struct gpu_act *act, uint32_t n_cols,
+                      const float *bias, float *y);
 
 /* out[n_in] = row step->token of the embedding e (GGUF layout) as float. */
 void gpu_embed(const struct gpu_launch *g, const struct rig_weight *e, const struct gpu_step *step, float *out);

@@ -253,6 +253,10 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
                    (const void *)x);
         RIG_ASSERT(((uintptr_t)w->data & 15) == 0 && w->row_bytes % 16 == 0, "matvec: W %p, stride %zu not 16-byte aligned",
                    w->data, w->row_bytes);
+        if (takes_act && n_cols >= GPU_TILES_MIN_COLS) {
+                gpu_matmul_tiles(g, w, act, n_cols, bias, y);  /* reads W once per 64 columns, not per 8 */
+                return;
+        }
         launch_fn fn = e->vec;
         if (e->scalar && w->n_in % 8 != 0)
                 fn = e->scalar;

@@ -62,6 +62,9 @@
 #define WARP_SIZE 64
 #endif
 
+/* No warp-level mma.sync: the matrix-matrix kernels take their dp4a path (matmul_tiles.cu). */
+#define GPU_HAS_MMA_SYNC 0
+
 /* Four signed 8-bit products summed into c: v_dot4_i32_i8 (gfx906, gfx908, gfx90a, gfx1030). */
 static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 {
@@ -75,6 +78,9 @@ static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 
 #define GPU_VENDOR_NAME "cuda"
 #define WARP_SIZE 32
+
+/* Warp-level mma.sync on 8-bit integers (PTX, sm_80 and later: the device's cc_major says). */
+#define GPU_HAS_MMA_SYNC 1
 
 /* Four signed 8-bit products summed into c (sm_61 and later). */
 static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)

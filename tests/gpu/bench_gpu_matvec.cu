@@ -3,8 +3,11 @@
  * (the activations' quantization included), for n=1 and n=8 columns: median of 100 runs timed
  * with events, in µs and effective GB/s (GGUF weight bytes / time). Twice: the same weights
  * every run (the L2 may hold part of them, as in ggml's test-backend-ops), and rotating through
- * copies totalling over 100 MB (more than an H100's 50 MB or an H200's 60 MB L2). Prints
- * numbers, never asserts on time. `bench_gpu_matvec Q4_K` runs one type. */
+ * copies totalling over 100 MB (more than an H100's 50 MB or an H200's 60 MB L2). For the
+ * quantized types also n=64 and n=512 columns (a prompt: the tile kernel, matmul_tiles.cu), on
+ * tensor cores and on the dp4a path (RIG_GPU_MMA=0), rotating, in µs and effective TOPS
+ * (2 x 4096 x 14336 x n / time). Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
+ * runs one type. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +22,8 @@
 #define N_OUT 4096
 #define N_IN 14336
 #define N_RUNS 100
-#define N_COLS_MAX 8
+#define N_COLS_MAX 512
+#define N_COLS_MATVEC 8
 #define ROTATE_BYTES ((size_t)100 << 20)
 
 static int cmp_float(const void *a, const void *b)
@@ -76,6 +80,35 @@ static float time_matmul(const struct gpu_launch *g, struct rig_weight *weights,
         return (us[N_RUNS / 2 - 1] + us[N_RUNS / 2]) / 2;
 }
 
+/* The tile kernel at n columns on one path: µs, and effective TOPS after it. */
+static float time_tiles(const struct gpu_launch *g, struct rig_weight *weights, size_t n_copies,
+                        const struct bench_io *io, uint32_t n, bool is_mma, float *tops)
+{
+        setenv("RIG_GPU_MMA", is_mma ? "1" : "0", 1);   /* read by gpu_matmul_tiles at each call */
+        float us = time_matmul(g, weights, n_copies, io, n);
+        unsetenv("RIG_GPU_MMA");
+        *tops = 2.0f * N_OUT * N_IN * n / (us * 1e6f);
+        return us;
+}
+
+/* n=64 and n=512 columns, rotating weights: tensor cores (where the device has them) and dp4a. */
+static int bench_tiles(const struct gpu_launch *g, struct rig_weight *weights, size_t n_copies, const struct bench_io *io)
+{
+        static const uint32_t cols[] = { 64, 512 };
+        bool has_mma = GPU_HAS_MMA_SYNC && g->cc_major >= 8;
+        printf("     ");
+        for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
+                float tops_mma = 0, tops_dp4a = 0;
+                float us_mma = has_mma ? time_tiles(g, weights, n_copies, io, cols[i], true, &tops_mma) : 0;
+                float us_dp4a = time_tiles(g, weights, n_copies, io, cols[i], false, &tops_dp4a);
+                if (has_mma)
+                        printf("  n=%u mma %8.1f us %6.1f TOPS", cols[i], us_mma, tops_mma);
+                printf("  n=%u dp4a %8.1f us %6.1f TOPS", cols[i], us_dp4a, tops_dp4a);
+        }
+        printf("\n");
+        return check(cudaGetLastError(), "tiled matmul");
+}
+
 static int bench_type(const struct gpu_launch *g, enum rig_type type, const struct bench_io *io)
 {
         size_t row_bytes = rig_row_bytes(type, N_IN), stride = gpu_row_stride(type, N_IN);
@@ -96,15 +129,17 @@ static int bench_type(const struct gpu_launch *g, enum rig_type type, const stru
         }
         if (r == 0) {
                 float same1 = time_matmul(g, weights, 1, io, 1), rot1 = time_matmul(g, weights, n_copies, io, 1);
-                float same8 = time_matmul(g, weights, 1, io, N_COLS_MAX);
-                float rot8 = time_matmul(g, weights, n_copies, io, N_COLS_MAX);
+                float same8 = time_matmul(g, weights, 1, io, N_COLS_MATVEC);
+                float rot8 = time_matmul(g, weights, n_copies, io, N_COLS_MATVEC);
                 r = check(cudaGetLastError(), "matmul");
                 if (r == 0)
                         printf("%-5s %6.2f MB  n=1 same %7.1f us %6.0f GB/s  rotating(%zu) %7.1f us %6.0f GB/s  "
                                "n=%d same %7.1f us  rotating %7.1f us  n=%d/n=1 %.2f\n",
                                rig_type_get(type)->name, bytes / 1e6, same1, bytes / (same1 * 1e3), n_copies, rot1,
-                               bytes / (rot1 * 1e3), N_COLS_MAX, same8, rot8, N_COLS_MAX, rot8 / rot1);
+                               bytes / (rot1 * 1e3), N_COLS_MATVEC, same8, rot8, N_COLS_MATVEC, rot8 / rot1);
         }
+        if (r == 0 && gpu_act_order_of(type) != GPU_ACT_NONE)
+                r = bench_tiles(g, weights, n_copies, io);
         for (size_t i = 0; i < n_copies; i++)
                 cudaFree((void *)weights[i].data);
         free(weights);
@@ -125,6 +160,7 @@ int main(int argc, char **argv)
             check(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking), "creating a stream") < 0)
                 return 1;
         g.warp_size = prop.warpSize;
+        g.cc_major = prop.major;
         printf("%s: matvec %d x %d, median of %d runs\n", prop.name, N_OUT, N_IN, N_RUNS);
 
         float *hx = random_floats((size_t)N_IN * N_COLS_MAX);

@@ -148,17 +148,20 @@ static void activations_as_seen(enum rig_type type, const float *x, uint32_t n, 
         free(q);
 }
 
-/* Largest error of y[n_cols][n_out] against the double-precision reference. */
+/* Largest error of y[n_cols][n_out] against the double-precision reference; each row decoded
+ * once for all the columns (4096 x 14336 x 64 takes seconds, not minutes). */
 static double matmul_error(enum rig_type type, const uint8_t *w, uint32_t n_out, uint32_t n_in, const float *x,
                            uint32_t n_cols, const float *bias, const float *y)
 {
         size_t rb = rig_row_bytes(type, n_in);
-        float *row = malloc(n_in * sizeof(float)), *xs = malloc(n_in * sizeof(float));
+        float *row = malloc(n_in * sizeof(float)), *xs_all = malloc((size_t)n_cols * n_in * sizeof(float));
+        for (uint32_t j = 0; j < n_cols; j++)
+                activations_as_seen(type, x + (size_t)j * n_in, n_in, xs_all + (size_t)j * n_in);
         double err = 0;
-        for (uint32_t j = 0; j < n_cols; j++) {
-                activations_as_seen(type, x + (size_t)j * n_in, n_in, xs);
-                for (uint32_t r = 0; r < n_out; r++) {
-                        rig_dequantize_row(type, w + r * rb, row, n_in);
+        for (uint32_t r = 0; r < n_out; r++) {
+                rig_dequantize_row(type, w + r * rb, row, n_in);
+                for (uint32_t j = 0; j < n_cols; j++) {
+                        const float *xs = xs_all + (size_t)j * n_in;
                         double dot = bias ? bias[r] : 0.0, mag = bias ? fabs(bias[r]) : 0.0;
                         for (uint32_t i = 0; i < n_in; i++) {
                                 dot += (double)row[i] * xs[i];
@@ -170,7 +173,7 @@ static double matmul_error(enum rig_type type, const uint8_t *w, uint32_t n_out,
                 }
         }
         free(row);
-        free(xs);
+        free(xs_all);
         return err;
 }
 
@@ -193,9 +196,10 @@ static void test_matmul(struct rig_backend *b, enum rig_type type, uint32_t n_ou
                 b->ops->read(b, y, dy, (size_t)n_out * n_cols);
                 err = matmul_error(type, w, n_out, n_in, x, n_cols, has_bias ? bias : NULL, y);
         }
+        const char *mma = getenv("RIG_GPU_MMA");    /* the tile kernel's path (test_matmul_tiles sets it) */
         char shape[64];
-        snprintf(shape, sizeof(shape), "%s %ux%u x%u%s", rig_type_get(type)->name, n_out, n_in, n_cols,
-                 has_bias ? " +bias" : "");
+        snprintf(shape, sizeof(shape), "%s %ux%u x%u%s%s", rig_type_get(type)->name, n_out, n_in, n_cols,
+                 has_bias ? " +bias" : "", mma && strcmp(mma, "0") == 0 ? " mma=0" : "");
         report(b, "matmul", shape, err, tol);
         free(w);
         free(x);
@@ -238,6 +242,25 @@ static void test_matmul_reuses_and_forgets_x(struct rig_backend *b, enum rig_typ
         free(y);
 }
 
+/* The tile kernel on tensor cores, then on its dp4a path (RIG_GPU_MMA=0, read at each call): tile
+ * tails of rows and columns, a last step of 128 elements running past the row's end (Q8_0 / Q4_0,
+ * n_in 96), several tiles each way, and once a Llama 8B FFN down projection of 64 tokens. */
+static void test_matmul_tiles(struct rig_backend *b, enum rig_type type, const uint32_t *col_counts, size_t n_counts,
+                              double tol)
+{
+        for (int path = 0; path < 2; path++) {
+                setenv("RIG_GPU_MMA", path == 0 ? "1" : "0", 1);
+                for (size_t i = 0; i < n_counts; i++)
+                        test_matmul(b, type, 37, 512, col_counts[i], i % 2 == 0, tol);
+                if (rig_type_get(type)->block_elems == 32)
+                        test_matmul(b, type, 129, 96, 20, false, tol);
+                test_matmul(b, type, 300, 4096, 37, true, tol);
+                if (type == RIG_TYPE_Q4_K)
+                        test_matmul(b, type, 4096, 14336, 64, false, tol);
+        }
+        unsetenv("RIG_GPU_MMA");
+}
+
 static void test_matmul_all(void)
 {
         /* n_out x n_in: one row, odd row counts (a partial block of rows), the shapes of a Llama
@@ -247,6 +270,9 @@ static void test_matmul_all(void)
         static const uint32_t float_shapes[][2] = { { 1, 1 }, { 5, 100 }, { 3, 7 }, { 9, 8 } };
         /* every kernel instance (1..8 columns), and more than one launch holds (13) */
         static const uint32_t col_counts[] = { 2, 3, 4, 5, 6, 7, 8, 13 };
+        /* the tile kernel of the quantized types (from GPU_TILES_MIN_COLS = 16 columns, tiles of
+         * 128 rows x 64 columns): one partial tile, a full one, two with the second partial */
+        static const uint32_t tile_col_counts[] = { 16, 17, 64, 100 };
 
         struct rig_model *m = model_from_spec(&default_spec);
         for (size_t t = 0; t < sizeof(matmul_tolerance) / sizeof(matmul_tolerance[0]); t++) {
@@ -268,6 +294,9 @@ static void test_matmul_all(void)
                                 test_matmul(b, type, float_shapes[i][0], float_shapes[i][1], 3, false, tol);
                 else
                         test_matmul_reuses_and_forgets_x(b, type);
+                if (rig_type_get(type)->block_elems > 1)
+                        test_matmul_tiles(b, type, tile_col_counts, sizeof(tile_col_counts) / sizeof(tile_col_counts[0]),
+                                          tol);
                 b->ops->free(b);
         }
         model_spec_free(m);
