@@ -1,6 +1,6 @@
 /* backend_cpu.c — the ops of backend.h on the CPU: matrix-vector products split by rows across
  * the thread pool (each input converted once to the weight's dot-product type), attention one
- * KV head per job over the KV cache, the rest plain loops. */
+ * (token, KV head) per job over the KV cache, the rest plain loops. */
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -16,8 +16,7 @@ struct cpu_backend {
         struct rig_backend base;
         struct rig_kv kv;
         struct cpu_pool *pool;
-        int32_t token;
-        uint32_t pos;
+        struct rig_batch batch;         /* the step's, valid until end_batch */
         void *xq;               /* an input converted to a weight's dot-product type */
         float *thread_scratch;  /* per thread: scores [group][n_ctx], k and v rows [head_dim] */
         size_t thread_scratch_floats;
@@ -70,33 +69,43 @@ static int cpu_read(struct rig_backend *b, float *dst, const float *src, size_t 
         return 0;
 }
 
-static void cpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)
+static void cpu_begin_batch(struct rig_backend *b, const struct rig_batch *batch)
 {
-        cpu(b)->token = token;
-        cpu(b)->pos = pos;
+        cpu(b)->batch = *batch;
 }
 
-static void cpu_end_token(struct rig_backend *b)
+static void cpu_end_batch(struct rig_backend *b)
 {
-        (void)b;
+        memset(&cpu(b)->batch, 0, sizeof(cpu(b)->batch));
 }
 
 static void cpu_embed(struct rig_backend *b, float *x)
 {
         const struct rig_weight *e = &b->model->tok_embd;
-        const uint8_t *row = (const uint8_t *)e->data + (size_t)cpu(b)->token * e->row_bytes;
-        rig_dequantize_row(e->type, row, x, cfg(b)->n_embd);
+        const struct rig_batch *batch = &cpu(b)->batch;
+        uint32_t n_embd = cfg(b)->n_embd;
+        for (uint32_t i = 0; i < batch->n; i++) {
+                const uint8_t *row = (const uint8_t *)e->data + (size_t)batch->tokens[i] * e->row_bytes;
+                rig_dequantize_row(e->type, row, x + (size_t)i * n_embd, n_embd);
+        }
 }
 
 /* The sum of squares in double: the reference for every GPU norm kernel. */
-static void cpu_rmsnorm(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n)
+static void rmsnorm_row(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
         double ss = 0.0;
         for (uint32_t i = 0; i < n; i++)
                 ss += (double)x[i] * x[i];
-        float scale = (float)(1.0 / sqrt(ss / n + cfg(b)->rms_eps));
+        float scale = (float)(1.0 / sqrt(ss / n + eps));
         for (uint32_t i = 0; i < n; i++)
                 out[i] = x[i] * scale * w[i];
+}
+
+static void cpu_rmsnorm(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n,
+                        uint32_t n_rows)
+{
+        for (uint32_t r = 0; r < n_rows; r++)
+                rmsnorm_row(out + (size_t)r * n, x + (size_t)r * n, w, n, cfg(b)->rms_eps);
 }
 
 /* ---- y = W x (+ b), rows split across threads ---- */
@@ -146,11 +155,10 @@ static void cpu_matmul(struct rig_backend *b, const struct rig_weight *w, const 
 
 /* ---- RoPE ---- */
 
-static void cpu_rope(struct rig_backend *b, float *vec, uint32_t n_heads)
+static void rope_row(const struct rig_model *m, float *vec, uint32_t n_heads, uint32_t pos)
 {
-        const struct rig_model *m = b->model;
         const struct rig_config *c = &m->cfg;
-        uint32_t d = c->head_dim, half = d / 2, pos = cpu(b)->pos;
+        uint32_t d = c->head_dim, half = d / 2;
         for (uint32_t i = 0; i < half; i++) {
                 double freq = pow(c->rope_freq_base, -2.0 * i / d);
                 if (m->rope_freqs)
@@ -168,7 +176,15 @@ static void cpu_rope(struct rig_backend *b, float *vec, uint32_t n_heads)
         }
 }
 
-/* ---- attention: one job per KV head, serving its group of query heads ---- */
+static void cpu_rope(struct rig_backend *b, float *vec, uint32_t n_heads)
+{
+        const struct rig_batch *batch = &cpu(b)->batch;
+        size_t row = (size_t)n_heads * cfg(b)->head_dim;
+        for (uint32_t i = 0; i < batch->n; i++)
+                rope_row(b->model, vec + i * row, n_heads, batch->pos[i]);
+}
+
+/* ---- attention: one job per token and KV head, serving its group of query heads ---- */
 
 struct attention_job {
         struct cpu_backend *c;
@@ -177,20 +193,25 @@ struct attention_job {
         float *out;
 };
 
-static void attend_kv_head(const struct attention_job *j, uint32_t kvh, float *scratch)
+/* Batch token `row`'s query heads of KV head kvh over positions 0..pos[row] of its sequence. */
+static void attend_kv_head(const struct attention_job *j, uint32_t row, uint32_t kvh, float *scratch)
 {
         struct cpu_backend *c = j->c;
         const struct rig_config *cf = &c->base.model->cfg;
-        uint32_t d = cf->head_dim, group = cf->n_head / cf->n_head_kv, n = c->pos + 1, n_ctx = c->base.n_ctx;
+        uint32_t d = cf->head_dim, group = cf->n_head / cf->n_head_kv, n_ctx = c->base.n_ctx;
+        uint32_t n = c->batch.pos[row] + 1, seq = c->batch.seq[row];
+        size_t q_dim = (size_t)cf->n_head * d;
+        const float *q_row = j->q + row * q_dim;
+        float *out_row = j->out + row * q_dim;
         float *scores = scratch;                        /* [group][n_ctx] */
         float *krow = scratch + (size_t)group * n_ctx;
         float *vrow = krow + d;
         float inv_sqrt_d = 1.0f / sqrtf((float)d);
 
         for (uint32_t t = 0; t < n; t++) {
-                kv_load_k(&c->kv, j->layer, t, kvh * d, d, krow);
+                kv_load_k(&c->kv, j->layer, seq, t, kvh * d, d, krow);
                 for (uint32_t g = 0; g < group; g++) {
-                        const float *q = j->q + (size_t)(kvh * group + g) * d;
+                        const float *q = q_row + (size_t)(kvh * group + g) * d;
                         float dot = 0.0f;
                         for (uint32_t i = 0; i < d; i++)
                                 dot += q[i] * krow[i];
@@ -209,13 +230,13 @@ static void attend_kv_head(const struct attention_job *j, uint32_t kvh, float *s
                 }
                 for (uint32_t t = 0; t < n; t++)
                         sc[t] /= sum;
-                memset(j->out + (size_t)(kvh * group + g) * d, 0, d * sizeof(float));
+                memset(out_row + (size_t)(kvh * group + g) * d, 0, d * sizeof(float));
         }
         for (uint32_t t = 0; t < n; t++) {
-                kv_load_v(&c->kv, j->layer, t, kvh * d, d, vrow);
+                kv_load_v(&c->kv, j->layer, seq, t, kvh * d, d, vrow);
                 for (uint32_t g = 0; g < group; g++) {
                         float p = scores[(size_t)g * n_ctx + t];
-                        float *out = j->out + (size_t)(kvh * group + g) * d;
+                        float *out = out_row + (size_t)(kvh * group + g) * d;
                         for (uint32_t i = 0; i < d; i++)
                                 out[i] += p * vrow[i];
                 }
@@ -226,17 +247,22 @@ static void attention_heads(void *ctx, int ith, int nth)
 {
         const struct attention_job *j = ctx;
         float *scratch = j->c->thread_scratch + (size_t)ith * j->c->thread_scratch_floats;
+        uint32_t n_head_kv = j->c->base.model->cfg.n_head_kv;
         int begin, end;
-        cpu_split((int)j->c->base.model->cfg.n_head_kv, ith, nth, &begin, &end);
+        cpu_split((int)(j->c->batch.n * n_head_kv), ith, nth, &begin, &end);
         for (int h = begin; h < end; h++)
-                attend_kv_head(j, (uint32_t)h, scratch);
+                attend_kv_head(j, (uint32_t)h / n_head_kv, (uint32_t)h % n_head_kv, scratch);
 }
 
+/* Every token's k and v are stored first: a prompt's later tokens attend to its earlier ones. */
 static void cpu_attention(struct rig_backend *b, uint32_t layer, const float *q, const float *k, const float *v,
                           float *out)
 {
         struct cpu_backend *c = cpu(b);
-        kv_store(&c->kv, layer, c->pos, k, v);
+        const struct rig_batch *batch = &c->batch;
+        size_t kv_dim = c->kv.kv_dim;
+        for (uint32_t i = 0; i < batch->n; i++)
+                kv_store(&c->kv, layer, batch->seq[i], batch->pos[i], k + i * kv_dim, v + i * kv_dim);
         struct attention_job j = { c, layer, q, out };
         cpu_pool_run(c->pool, attention_heads, &j);
 }
@@ -291,8 +317,8 @@ static const struct rig_backend_ops cpu_ops = {
         .free = cpu_free,
         .alloc = cpu_alloc,
         .read = cpu_read,
-        .begin_token = cpu_begin_token,
-        .end_token = cpu_end_token,
+        .begin_batch = cpu_begin_batch,
+        .end_batch = cpu_end_batch,
         .embed = cpu_embed,
         .rmsnorm = cpu_rmsnorm,
         .matmul = cpu_matmul,
@@ -309,7 +335,7 @@ static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
         return m > c ? m : c;
 }
 
-int cpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int n_threads,
+int cpu_backend_new(const struct rig_model *m, uint32_t n_ctx, uint32_t n_seq, enum rig_type kv_type, int n_threads,
                     struct rig_backend **out)
 {
         const struct rig_config *c = &m->cfg;
@@ -322,7 +348,8 @@ int cpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_
         be->base.ops = &cpu_ops;
         be->base.model = m;
         be->base.n_ctx = n_ctx;
-        int r = kv_init(&be->kv, kv_type, c->n_layer, n_ctx, c->n_head_kv * c->head_dim);
+        be->base.n_seq = n_seq;
+        int r = kv_init(&be->kv, kv_type, c->n_layer, n_seq, n_ctx, c->n_head_kv * c->head_dim);
         if (r < 0)
                 goto fail;
         r = cpu_pool_new(n_threads, &be->pool);

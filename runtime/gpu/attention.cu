@@ -1,7 +1,8 @@
-/* attention.cu — the KV cache on the device (rows laid out as kv.c: [n_layer][n_ctx][row_bytes]
- * for K and for V, F32, F16 or Q8_0 with the same roundings as rig_quantize_row) and decode-time
- * grouped-query attention: one block per query head, its warps taking positions in turn, each
- * with a running max and sum (one pass over K and V, no score buffer), merged at the end. */
+/* attention.cu — the KV cache on the device (rows laid out as kv.c: [n_layer][n_seq][n_ctx]
+ * [row_bytes] for K and for V, F32, F16 or Q8_0 with the same roundings as rig_quantize_row) and
+ * decode-time grouped-query attention: one block per (query head, token of the batch), its warps
+ * taking positions in turn, each with a running max and sum (one pass over K and V, no score
+ * buffer), merged at the end. */
 #include <math.h>
 
 #include "dequant.cuh"
@@ -33,14 +34,20 @@ static __device__ void quantize_block_q8_0(const float *x, uint8_t *dst)
         }
 }
 
-/* blockIdx.y: 0 stores k, 1 stores v ([kv_dim] each) at (layer, pos). One thread per element,
- * or per 32-element block for Q8_0. */
-__global__ void kv_store_kernel(struct rig_kv kv, uint32_t layer, const struct gpu_step *step, const float *k,
+/* The row of (layer, seq, pos) counted from kv.k or kv.v: kv_row_index of kv.c. */
+static __device__ __forceinline__ size_t kv_row(const struct rig_kv &kv, uint32_t layer, uint32_t seq, uint32_t pos)
+{
+        return ((size_t)layer * kv.n_seq + seq) * kv.n_ctx + pos;
+}
+
+/* blockIdx.y: 0 stores k, 1 stores v ([kv_dim] each) of batch token blockIdx.z at (layer, its
+ * sequence, its position). One thread per element, or per 32-element block for Q8_0. */
+__global__ void kv_store_kernel(struct rig_kv kv, uint32_t layer, struct gpu_batch batch, const float *k,
                                 const float *v)
 {
-        uint32_t pos = step->pos;
-        const float *src = blockIdx.y ? v : k;
-        uint8_t *dst = (blockIdx.y ? kv.v : kv.k) + ((size_t)layer * kv.n_ctx + pos) * kv.row_bytes;
+        uint32_t i = blockIdx.z;
+        const float *src = (blockIdx.y ? v : k) + (size_t)i * kv.kv_dim;
+        uint8_t *dst = (blockIdx.y ? kv.v : kv.k) + kv_row(kv, layer, batch.seq[i], batch.pos[i]) * kv.row_bytes;
         uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
         switch (kv.type) {
         case RIG_TYPE_F16:
@@ -58,13 +65,15 @@ __global__ void kv_store_kernel(struct rig_kv kv, uint32_t layer, const struct g
         }
 }
 
-void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step,
+void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_batch *batch,
                   const float *k, const float *v)
 {
         RIG_ASSERT(layer < kv->n_layer, "kv store at layer %u of %u", layer, kv->n_layer);
         uint32_t n = kv->type == RIG_TYPE_Q8_0 ? kv->kv_dim / QK8_0 : kv->kv_dim;
-        dim3 grid((n + KV_STORE_BLOCK_THREADS - 1) / KV_STORE_BLOCK_THREADS, 2);
-        kv_store_kernel<<<grid, KV_STORE_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, step, k, v);
+        if (batch->n == 0)
+                return;
+        dim3 grid((n + KV_STORE_BLOCK_THREADS - 1) / KV_STORE_BLOCK_THREADS, 2, batch->n);
+        kv_store_kernel<<<grid, KV_STORE_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, *batch, k, v);
 }
 
 /* Element i of a cached row. */
@@ -82,16 +91,21 @@ static __device__ __forceinline__ float kv_element(const struct rig_kv &kv, cons
         }
 }
 
-/* q, out: [n_head][head_dim]; query head h reads KV head h / group. Lane holds elements
- * lane + j * WARP_SIZE of the head (j < head_dim / WARP_SIZE, rounded up). */
-__global__ void attention_kernel(struct rig_kv kv, uint32_t layer, const struct gpu_step *step, const float *q,
+/* q, out: [batch.n][n_head][head_dim]; block (h, i) takes query head h of token i, which reads
+ * KV head h / group. Lane holds elements lane + j * WARP_SIZE of the head (j < head_dim /
+ * WARP_SIZE, rounded up). */
+__global__ void attention_kernel(struct rig_kv kv, uint32_t layer, struct gpu_batch batch, const float *q,
                                  float *out, uint32_t group, uint32_t head_dim)
 {
         constexpr int PER_LANE = GPU_MAX_HEAD_DIM / WARP_SIZE;
         __shared__ float part_acc[ATTN_MAX_WARPS][GPU_MAX_HEAD_DIM];
         __shared__ float part_max[ATTN_MAX_WARPS], part_sum[ATTN_MAX_WARPS];
 
-        uint32_t h = blockIdx.x, start = (h / group) * head_dim;
+        uint32_t h = blockIdx.x, start = (h / group) * head_dim, n_head = gridDim.x;
+        uint32_t pos = batch.pos[blockIdx.y];
+        size_t first_pos = kv_row(kv, layer, batch.seq[blockIdx.y], 0);
+        q += (size_t)blockIdx.y * n_head * head_dim;
+        out += (size_t)blockIdx.y * n_head * head_dim;
         uint32_t lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE, n_warps = blockDim.x / WARP_SIZE;
         float qv[PER_LANE], acc[PER_LANE];
 #pragma unroll
@@ -101,10 +115,9 @@ __global__ void attention_kernel(struct rig_kv kv, uint32_t layer, const struct 
                 acc[j] = 0.0f;
         }
         float inv_sqrt_d = 1.0f / sqrtf((float)head_dim);
-        uint32_t pos = step->pos;
         float run_max = -INFINITY, run_sum = 0.0f;
         for (uint32_t t = warp; t <= pos; t += n_warps) {
-                size_t off = ((size_t)layer * kv.n_ctx + t) * kv.row_bytes;
+                size_t off = (first_pos + t) * kv.row_bytes;
                 const uint8_t *krow = kv.k + off, *vrow = kv.v + off;
                 float dot = 0.0f;
 #pragma unroll
@@ -153,13 +166,16 @@ __global__ void attention_kernel(struct rig_kv kv, uint32_t layer, const struct 
         }
 }
 
-void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step,
+void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_batch *batch,
                    const float *q, float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim)
 {
         RIG_ASSERT(layer < kv->n_layer, "attention at layer %u of %u", layer, kv->n_layer);
         RIG_ASSERT(head_dim <= GPU_MAX_HEAD_DIM && n_head_kv && n_head % n_head_kv == 0 &&
                            n_head_kv * head_dim == kv->kv_dim,
                    "attention with %u heads, %u KV heads of %u, KV rows of %u", n_head, n_head_kv, head_dim, kv->kv_dim);
-        attention_kernel<<<n_head, ATTN_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, step, q, out, n_head / n_head_kv,
-                                                                       head_dim);
+        if (batch->n == 0)
+                return;
+        dim3 grid(n_head, batch->n);
+        attention_kernel<<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, *batch, q, out, n_head / n_head_kv,
+                                                                     head_dim);
 }

@@ -41,7 +41,9 @@ struct gpu_backend {
         const float *act_src;           /* the x act was quantized from, while no op has run since */
         uint32_t act_n_in, act_n;
         enum gpu_act_order act_order;
-        struct gpu_step *step;          /* device: token and position of the step running */
+        uint32_t *batch_buf;            /* device: the step's tokens, positions, sequences */
+        uint32_t batch_cap;             /* tokens batch_buf holds */
+        struct gpu_batch batch;         /* the step's, pointing into batch_buf */
         struct step_graph graph;        /* the ops of a step, recorded while in_step */
         bool in_step;
         cudaError_t error;              /* first failure of an op, and which op */
@@ -247,16 +249,18 @@ static int upload_rope_freqs(struct gpu_backend *g, const struct rig_model *m, c
         return 0;
 }
 
-static int alloc_kv(struct gpu_backend *g, enum rig_type kv_type, uint32_t n_ctx, char *err, size_t err_size)
+static int alloc_kv(struct gpu_backend *g, enum rig_type kv_type, uint32_t n_ctx, uint32_t n_seq, char *err,
+                    size_t err_size)
 {
         const struct rig_config *c = &g->model.cfg;
         struct rig_kv *kv = &g->kv;
         kv->type = kv_type;
         kv->n_layer = c->n_layer;
+        kv->n_seq = n_seq;
         kv->n_ctx = n_ctx;
         kv->kv_dim = c->n_head_kv * c->head_dim;
         kv->row_bytes = kv_type == RIG_TYPE_F32 ? (size_t)kv->kv_dim * sizeof(float) : rig_row_bytes(kv_type, kv->kv_dim);
-        size_t bytes_each = (size_t)kv->n_layer * n_ctx * kv->row_bytes;
+        size_t bytes_each = (size_t)kv->n_layer * n_seq * n_ctx * kv->row_bytes;
         cudaError_t e = cudaMalloc((void **)&kv->k, bytes_each ? bytes_each : 1);
         if (e == cudaSuccess)
                 e = cudaMalloc((void **)&kv->v, bytes_each ? bytes_each : 1);
@@ -284,7 +288,8 @@ static void gpu_free(struct rig_backend *b)
         cudaFree(g->kv.v);
         cudaFree(g->act.q);
         cudaFree(g->act.ds);
-        cudaFree(g->step);
+        cudaFree(g->batch_buf);
+        cudaFree(g->launch.split_ws);
         step_graph_free(&g->graph);
         if (g->launch.stream)
                 cudaStreamDestroy(g->launch.stream);
@@ -312,12 +317,12 @@ static float *gpu_alloc(struct rig_backend *b, size_t n)
         return p;
 }
 
-static void gpu_end_token(struct rig_backend *b);
+static void gpu_end_batch(struct rig_backend *b);
 
 static int gpu_read(struct rig_backend *b, float *dst, const float *src, size_t n)
 {
         struct gpu_backend *g = to_gpu(b);
-        gpu_end_token(b);               /* a read inside a step needs what the step recorded so far */
+        gpu_end_batch(b);               /* a read inside a step needs what the step recorded so far */
         note_error(g, cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, g->launch.stream), "read");
         note_error(g, cudaStreamSynchronize(g->launch.stream), "read");
         return g->error == cudaSuccess ? 0 : -EIO;
@@ -332,7 +337,9 @@ enum op_kind { OP_EMBED, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_ATTENTION, OP_SWIGLU
 struct gpu_op {
         enum op_kind kind;
         uint32_t n;                     /* elements; matmul: columns; rope: heads */
+        uint32_t rows;                  /* rmsnorm */
         uint32_t layer;                 /* attention */
+        struct gpu_batch batch;         /* embed, rope, attention: the step's tokens */
         const float *a, *b, *c;         /* inputs: x, weights or bias, ... (see run_op) */
         float *out;
         struct rig_weight w;            /* matmul */
@@ -354,10 +361,10 @@ static void run_op(void *ctx, const void *record)
         const struct rig_config *c = &g->model.cfg;
         switch (op->kind) {
         case OP_EMBED:
-                gpu_embed(l, &g->model.tok_embd, g->step, op->out);
+                gpu_embed(l, &g->model.tok_embd, &op->batch, op->out);
                 break;
         case OP_RMSNORM:
-                gpu_rmsnorm(l, op->out, op->a, op->b, op->n, c->rms_eps);
+                gpu_rmsnorm(l, op->out, op->a, op->b, op->n, op->rows, c->rms_eps);
                 break;
         case OP_MATMUL:
                 if (op->quantize != GPU_ACT_NONE)
@@ -365,11 +372,11 @@ static void run_op(void *ctx, const void *record)
                 gpu_matmul(l, &op->w, op->a, op->act.q ? &op->act : NULL, op->n, op->b, op->out);
                 break;
         case OP_ROPE:
-                gpu_rope(l, op->out, op->n, c->head_dim, c->rope_type, g->rope_freqs, g->step);
+                gpu_rope(l, op->out, op->n, c->head_dim, c->rope_type, g->rope_freqs, &op->batch);
                 break;
         case OP_ATTENTION:
-                gpu_kv_store(l, &g->kv, op->layer, g->step, op->b, op->c);
-                gpu_attention(l, &g->kv, op->layer, g->step, op->a, op->out, c->n_head, c->n_head_kv, c->head_dim);
+                gpu_kv_store(l, &g->kv, op->layer, &op->batch, op->b, op->c);
+                gpu_attention(l, &g->kv, op->layer, &op->batch, op->a, op->out, c->n_head, c->n_head_kv, c->head_dim);
                 break;
         case OP_SWIGLU:
                 gpu_swiglu(l, op->out, op->a, op->b, op->n);
@@ -381,7 +388,7 @@ static void run_op(void *ctx, const void *record)
         check_launch(g, op_name(op->kind));
 }
 
-/* Inside a step the op waits for end_token; outside (tests of single ops) it runs now. */
+/* Inside a step the op waits for end_batch; outside (tests of single ops) it runs now. */
 static void submit(struct gpu_backend *g, const struct gpu_op *op)
 {
         if (op->kind != OP_MATMUL)
@@ -397,11 +404,12 @@ static void submit(struct gpu_backend *g, const struct gpu_op *op)
         run_op(g, op);
 }
 
-static struct gpu_op new_op(enum op_kind kind)
+static struct gpu_op new_op(struct gpu_backend *g, enum op_kind kind)
 {
         struct gpu_op op;
         memset(&op, 0, sizeof(op));
         op.kind = kind;
+        op.batch = g->batch;
         return op;
 }
 
@@ -409,7 +417,7 @@ static struct gpu_op new_op(enum op_kind kind)
 static void submit_simple(struct rig_backend *b, enum op_kind kind, float *out, const float *a, const float *in_b,
                           uint32_t n)
 {
-        struct gpu_op op = new_op(kind);
+        struct gpu_op op = new_op(to_gpu(b), kind);
         op.out = out;
         op.a = a;
         op.b = in_b;
@@ -417,27 +425,86 @@ static void submit_simple(struct rig_backend *b, enum op_kind kind, float *out, 
         submit(to_gpu(b), &op);
 }
 
-__global__ void write_step_kernel(struct gpu_step *step, int32_t token, uint32_t pos)
+/* A batch's arrays go to the device as kernel arguments, this many tokens per launch: no host
+ * buffer has to outlive the call, and a launch is cheaper than a small copy. */
+#define BATCH_CHUNK 64
+
+struct batch_chunk {
+        uint32_t n;
+        int32_t tokens[BATCH_CHUNK];
+        uint32_t pos[BATCH_CHUNK], seq[BATCH_CHUNK];
+};
+
+__global__ void write_batch_kernel(struct batch_chunk c, int32_t *tokens, uint32_t *pos, uint32_t *seq)
 {
-        step->token = token;
-        step->pos = pos;
+        uint32_t i = threadIdx.x;
+        if (i >= c.n)
+                return;
+        tokens[i] = c.tokens[i];
+        pos[i] = c.pos[i];
+        seq[i] = c.seq[i];
 }
 
-static void gpu_begin_token(struct rig_backend *b, int32_t token, uint32_t pos)
+/* Room in batch_buf for n tokens; outside a step only (a step records its pointers). */
+static bool reserve_batch(struct gpu_backend *g, uint32_t n)
+{
+        if (n <= g->batch_cap)
+                return true;
+        note_error(g, cudaStreamSynchronize(g->launch.stream), "begin_batch");
+        cudaFree(g->batch_buf);
+        g->batch_cap = 0;
+        cudaError_t e = cudaMalloc((void **)&g->batch_buf, (size_t)n * 3 * sizeof(uint32_t));
+        if (e != cudaSuccess) {
+                g->batch_buf = NULL;
+                note_error(g, e, "allocating a batch");
+                return false;
+        }
+        g->batch_cap = n;
+        return true;
+}
+
+static void write_batch(struct gpu_backend *g, const struct rig_batch *batch)
+{
+        int32_t *tokens = (int32_t *)g->batch_buf;
+        uint32_t *pos = g->batch_buf + g->batch_cap, *seq = pos + g->batch_cap;
+        for (uint32_t done = 0; done < batch->n; done += BATCH_CHUNK) {
+                struct batch_chunk c;
+                memset(&c, 0, sizeof(c));
+                c.n = batch->n - done < BATCH_CHUNK ? batch->n - done : BATCH_CHUNK;
+                memcpy(c.tokens, batch->tokens + done, c.n * sizeof(int32_t));
+                memcpy(c.pos, batch->pos + done, c.n * sizeof(uint32_t));
+                memcpy(c.seq, batch->seq + done, c.n * sizeof(uint32_t));
+                write_batch_kernel<<<1, BATCH_CHUNK, 0, g->launch.stream>>>(c, tokens + done, pos + done, seq + done);
+                check_launch(g, "begin_batch");
+        }
+        g->batch.n = batch->n;
+        g->batch.tokens = tokens;
+        g->batch.pos = pos;
+        g->batch.seq = seq;
+}
+
+static void gpu_begin_batch(struct rig_backend *b, const struct rig_batch *batch)
 {
         struct gpu_backend *g = to_gpu(b);
-        RIG_ASSERT(token >= 0 && (uint32_t)token < g->model.cfg.n_vocab && pos < b->n_ctx,
-                   "token %d of %u at position %u of %u", token, g->model.cfg.n_vocab, pos, b->n_ctx);
+        RIG_ASSERT(batch->n > 0 && batch->n <= GPU_MAX_BATCH, "a batch of %u tokens (1 to %u)", batch->n, GPU_MAX_BATCH);
+        for (uint32_t i = 0; i < batch->n; i++)
+                RIG_ASSERT(batch->tokens[i] >= 0 && (uint32_t)batch->tokens[i] < g->model.cfg.n_vocab &&
+                                   batch->pos[i] < b->n_ctx && batch->seq[i] < b->n_seq,
+                           "token %d of %u at position %u of %u of sequence %u of %u", batch->tokens[i],
+                           g->model.cfg.n_vocab, batch->pos[i], b->n_ctx, batch->seq[i], b->n_seq);
         if (g->in_step)
-                b->ops->end_token(b);   /* a step left open runs before the next begins */
+                b->ops->end_batch(b);   /* a step left open runs before the next begins */
         forget_act(g);
-        write_step_kernel<<<1, 1, 0, g->launch.stream>>>(g->step, token, pos);
-        check_launch(g, "begin_token");
+        if (!reserve_batch(g, batch->n)) {
+                memset(&g->batch, 0, sizeof(g->batch));        /* the ops of no tokens do nothing */
+                return;                 /* noted: read() reports it */
+        }
+        write_batch(g, batch);
         step_graph_begin(&g->graph);
         g->in_step = true;
 }
 
-static void gpu_end_token(struct rig_backend *b)
+static void gpu_end_batch(struct rig_backend *b)
 {
         struct gpu_backend *g = to_gpu(b);
         if (!g->in_step)
@@ -451,9 +518,16 @@ static void gpu_embed_op(struct rig_backend *b, float *x)
         submit_simple(b, OP_EMBED, x, NULL, NULL, 0);
 }
 
-static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n)
+static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n,
+                           uint32_t n_rows)
 {
-        submit_simple(b, OP_RMSNORM, out, x, w, n);
+        struct gpu_op op = new_op(to_gpu(b), OP_RMSNORM);
+        op.out = out;
+        op.a = x;
+        op.b = w;
+        op.n = n;
+        op.rows = n_rows;
+        submit(to_gpu(b), &op);
 }
 
 /* Room in act for n_elems levels (and their scales); false, with the error noted, when the
@@ -482,7 +556,7 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
                           const float *bias, float *y)
 {
         struct gpu_backend *g = to_gpu(b);
-        struct gpu_op op = new_op(OP_MATMUL);
+        struct gpu_op op = new_op(g, OP_MATMUL);
         op.w = *w;
         op.a = x;
         op.b = bias;
@@ -493,7 +567,7 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
                 bool fresh = g->act_src == x && g->act_n_in == w->n_in && g->act_n >= n && g->act_order == order;
                 if (!fresh) {
                         if (g->in_step && (size_t)w->n_in * n > g->act_cap)
-                                gpu_end_token(b);       /* recorded ops use the old buffers: run them first */
+                                gpu_end_batch(b);       /* recorded ops use the old buffers: run them first */
                         if (!reserve_act(g, (size_t)w->n_in * n))
                                 return;
                         op.quantize = order;
@@ -517,7 +591,7 @@ static void gpu_rope_op(struct rig_backend *b, float *vec, uint32_t n_heads)
 static void gpu_attention_op(struct rig_backend *b, uint32_t layer, const float *q, const float *k, const float *v,
                              float *out)
 {
-        struct gpu_op op = new_op(OP_ATTENTION);
+        struct gpu_op op = new_op(to_gpu(b), OP_ATTENTION);
         op.layer = layer;
         op.a = q;
         op.b = k;
@@ -575,8 +649,8 @@ static const struct rig_backend_ops gpu_ops = {
         gpu_free,
         gpu_alloc,
         gpu_read,
-        gpu_begin_token,
-        gpu_end_token,
+        gpu_begin_batch,
+        gpu_end_batch,
         gpu_embed_op,
         gpu_rmsnorm_op,
         gpu_matmul_op,
@@ -599,6 +673,10 @@ extern "C" int gpu_device_count(void)
         return n;
 }
 
+/* Scratch for the partial sums of the tile kernel's K slices: 8 slices of 64 columns of a
+ * 16384-row product fit (matmul_tiles.cu takes fewer slices where they would not). */
+#define SPLIT_WS_FLOATS ((size_t)8 << 20)
+
 static int open_device(int device, struct gpu_launch *launch, char *err, size_t err_size)
 {
         int n = 0;
@@ -618,20 +696,25 @@ static int open_device(int device, struct gpu_launch *launch, char *err, size_t 
                               prop.warpSize);
         launch->warp_size = prop.warpSize;
         launch->cc_major = prop.major;
+        launch->n_sm = prop.multiProcessorCount;
         if ((e = cudaStreamCreateWithFlags(&launch->stream, cudaStreamNonBlocking)) != cudaSuccess)
                 return errmsg(err, err_size, -ENODEV, "creating a stream on " VENDOR_LABEL " device %d: %s", device,
                               cudaGetErrorString(e));
+        if ((e = cudaMalloc((void **)&launch->split_ws, SPLIT_WS_FLOATS * sizeof(float))) != cudaSuccess)
+                return errmsg(err, err_size, -ENOMEM, "allocating %zu MiB of matmul scratch on " VENDOR_LABEL " device %d: %s",
+                              SPLIT_WS_FLOATS * sizeof(float) >> 20, device, cudaGetErrorString(e));
+        launch->split_ws_floats = SPLIT_WS_FLOATS;
         return 0;
 }
 
-extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int device,
-                               struct rig_backend **out, char *err, size_t err_size)
+extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, uint32_t n_seq, enum rig_type kv_type,
+                               int device, struct rig_backend **out, char *err, size_t err_size)
 {
         int r = check_model(m, kv_type, err, err_size);
         if (r < 0)
                 return r;
-        if (n_ctx == 0)
-                return errmsg(err, err_size, -EINVAL, "a context of 0 positions");
+        if (n_ctx == 0 || n_seq == 0)
+                return errmsg(err, err_size, -EINVAL, "a context of %u positions for %u sequences", n_ctx, n_seq);
         struct gpu_backend *g = (struct gpu_backend *)calloc(1, sizeof(*g));
         if (!g)
                 return errmsg(err, err_size, -ENOMEM, "allocating the GPU backend");
@@ -645,16 +728,13 @@ extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum r
         g->model.layers = g->layers;
         step_graph_init(&g->graph, sizeof(struct gpu_op));
         if ((r = open_device(device, &g->launch, err, err_size)) < 0 || (r = upload_weights(g, m, err, err_size)) < 0 ||
-            (r = upload_rope_freqs(g, m, err, err_size)) < 0 || (r = alloc_kv(g, kv_type, n_ctx, err, err_size)) < 0)
+            (r = upload_rope_freqs(g, m, err, err_size)) < 0 ||
+            (r = alloc_kv(g, kv_type, n_ctx, n_seq, err, err_size)) < 0)
                 goto fail;
-        if (cudaMalloc((void **)&g->step, sizeof(*g->step)) != cudaSuccess ||
-            cudaMemset(g->step, 0, sizeof(*g->step)) != cudaSuccess) {
-                r = errmsg(err, err_size, -ENOMEM, "allocating the step on " VENDOR_LABEL " device %d", device);
-                goto fail;
-        }
         g->base.ops = &gpu_ops;
         g->base.model = &g->model;
         g->base.n_ctx = n_ctx;
+        g->base.n_seq = n_seq;
         *out = &g->base;
         return 0;
 fail:
@@ -666,7 +746,7 @@ fail:
 extern "C" void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes)
 {
         struct gpu_backend *g = to_gpu(b);
-        gpu_end_token(b);               /* in stream order with what was recorded */
+        gpu_end_batch(b);               /* in stream order with what was recorded */
         forget_act(g);
         note_error(g, cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, g->launch.stream), "write");
         /* src may be freed or reused by the caller as soon as we return */

@@ -14,12 +14,12 @@ extern "C" {
 /* Usable devices; 0 without a GPU, a driver or a runtime (never fails otherwise). */
 int gpu_device_count(void);
 
-/* Uploads every weight of m to device `device`, allocates a KV cache of n_ctx positions of
- * kv_type (F32, F16, Q8_0) there and one stream. (*out)->model is a copy of m whose weight
+/* Uploads every weight of m to device `device`, allocates KV caches of n_ctx positions for
+ * n_seq sequences of kv_type (F32, F16, Q8_0) there and one stream. (*out)->model is a copy of m whose weight
  * pointers are device memory; m must outlive the backend only for its gguf file handle.
  * 0, or a negative errno with a sentence in err: -ENODEV (no device, no driver), -ENOMEM (device
  * memory), -EINVAL (a weight type or shape the kernels do not take). */
-int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int device,
+int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, uint32_t n_seq, enum rig_type kv_type, int device,
                     struct rig_backend **out, char *err, size_t err_size);
 
 /* bytes of host memory into backend memory (from alloc(), or any device pointer), in stream

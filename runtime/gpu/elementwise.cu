@@ -6,18 +6,19 @@
 
 #define ELEMENTWISE_BLOCK_THREADS 256
 
-/* out[n] = row step->token of the embedding decoded; one thread per chunk. */
+/* out[i][n] = row batch.tokens[i] of the embedding decoded, i = blockIdx.y; one thread per
+ * chunk. */
 template <typename D>
-__global__ void dequantize_row_kernel(const uint8_t *embd, size_t row_bytes, const struct gpu_step *step, uint32_t n,
+__global__ void dequantize_row_kernel(const uint8_t *embd, size_t row_bytes, struct gpu_batch batch, uint32_t n,
                                       float *out)
 {
-        const uint8_t *row = embd + (size_t)step->token * row_bytes;
+        const uint8_t *row = embd + (size_t)batch.tokens[blockIdx.y] * row_bytes;
         uint32_t c = blockIdx.x * blockDim.x + threadIdx.x;
         if (c >= D::chunks(n))
                 return;
         float v[D::RUNS * D::RUN_LEN];
         D::decode(row, c, v);
-        float *o = out + D::first(c);
+        float *o = out + (size_t)blockIdx.y * n + D::first(c);
 #pragma unroll
         for (int r = 0; r < D::RUNS; r++)
 #pragma unroll
@@ -25,7 +26,7 @@ __global__ void dequantize_row_kernel(const uint8_t *embd, size_t row_bytes, con
                         o[r * D::RUN_STRIDE + i] = v[r * D::RUN_LEN + i];
 }
 
-typedef void (*dequantize_fn)(const uint8_t *, size_t, const struct gpu_step *, uint32_t, float *);
+typedef void (*dequantize_fn)(const uint8_t *, size_t, struct gpu_batch, uint32_t, float *);
 
 struct dequantize_entry {
         enum rig_type type;
@@ -44,7 +45,7 @@ static const struct dequantize_entry dequantize_table[] = {
         { RIG_TYPE_Q6_K, dequantize_row_kernel<dec_q6_k>, NULL, 32 },
 };
 
-void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const struct gpu_step *step, float *out)
+void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const struct gpu_batch *batch, float *out)
 {
         enum rig_type type = w->type;
         uint32_t n = w->n_in;
@@ -59,10 +60,10 @@ void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const str
                 fn = e->scalar;
                 n_chunks = n;
         }
-        if (n_chunks == 0)
+        if (n_chunks == 0 || batch->n == 0)
                 return;
-        uint32_t blocks = (n_chunks + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS;
-        fn<<<blocks, ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>((const uint8_t *)w->data, w->row_bytes, step, n, out);
+        dim3 grid((n_chunks + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS, batch->n);
+        fn<<<grid, ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>((const uint8_t *)w->data, w->row_bytes, *batch, n, out);
 }
 
 /* out, gate, up: [n]; silu(v) = v / (1 + e^-v). */

@@ -10,15 +10,23 @@ struct gpu_launch {
         cudaStream_t stream;
         int warp_size;                  /* of the device: 32, or 64 on AMD gfx9 */
         int cc_major;                   /* compute capability major (NVIDIA: 8 = sm_80, tensor core mma.sync) */
+        int n_sm;                       /* multiprocessors (compute units): how many blocks fill the device */
+        float *split_ws;                /* device scratch of split_ws_floats for the tile kernel's K slices */
+        size_t split_ws_floats;         /* 0: no scratch, the tile kernel does not split K */
 };
 
-/* The token and position of the step being computed, in device memory: the kernels that
- * depend on them read them there, so one captured graph of a step's kernels serves every step
- * (backend_gpu.cu writes it before each). */
-struct gpu_step {
-        int32_t token;
-        uint32_t pos;
+/* The tokens of the step being computed (struct rig_batch), their arrays in device memory: the
+ * kernels that depend on them read them there, so one captured graph of a step's kernels serves
+ * every step of the same size (backend_gpu.cu writes the arrays before each). Passed by value. */
+struct gpu_batch {
+        uint32_t n;
+        const int32_t *tokens;          /* [n] */
+        const uint32_t *pos;            /* [n] */
+        const uint32_t *seq;            /* [n] */
 };
+
+/* Most tokens of one step: the batched kernels take a token per grid row (y or z). */
+#define GPU_MAX_BATCH 65535
 
 /* Most head_dim the attention kernel holds in registers. */
 #define GPU_MAX_HEAD_DIM 256
@@ -62,24 +70,26 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
 void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, const struct gpu_act *act, uint32_t n_cols,
                       const float *bias, float *y);
 
-/* out[n_in] = row step->token of the embedding e (GGUF layout) as float. */
-void gpu_embed(const struct gpu_launch *g, const struct rig_weight *e, const struct gpu_step *step, float *out);
+/* out[i][n_in] = row batch.tokens[i] of the embedding e (GGUF layout) as float, i < batch.n. */
+void gpu_embed(const struct gpu_launch *g, const struct rig_weight *e, const struct gpu_batch *batch, float *out);
 
-/* out[n] = x * w / rms(x), the sum of squares in double as on the CPU. */
-void gpu_rmsnorm(const struct gpu_launch *g, float *out, const float *x, const float *w, uint32_t n, float eps);
+/* out[r][n] = x[r] * w / rms(x[r]) for r < n_rows, the sum of squares in double as on the CPU. */
+void gpu_rmsnorm(const struct gpu_launch *g, float *out, const float *x, const float *w, uint32_t n, uint32_t n_rows,
+                 float eps);
 
-/* Rotates n_heads heads of head_dim in vec by angle step->pos * freqs[i] for pair i (freqs:
- * device [head_dim / 2], base^(-2i/d) already divided by any rope_freqs). */
+/* Rotates the n_heads heads of head_dim of row i of vec by angle batch.pos[i] * freqs[p] for
+ * pair p (freqs: device [head_dim / 2], base^(-2p/d) already divided by any rope_freqs). */
 void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, uint32_t head_dim, enum rig_rope_type type,
-              const double *freqs, const struct gpu_step *step);
+              const double *freqs, const struct gpu_batch *batch);
 
-/* kv: a struct rig_kv whose k and v point to device memory (same layout as kv.c). */
-void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step, const float *k,
-                  const float *v);
-/* out[n_head][head_dim] = softmax(q K^T / sqrt(head_dim)) V over positions 0..step->pos of
- * layer (step->pos < kv->n_ctx, checked by the caller). */
-void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_step *step, const float *q,
-                   float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim);
+/* kv: a struct rig_kv whose k and v point to device memory (same layout as kv.c). Stores
+ * k[i], v[i] [kv_dim] at (layer, batch.seq[i], batch.pos[i]). */
+void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_batch *batch,
+                  const float *k, const float *v);
+/* out[i][n_head][head_dim] = softmax(q[i] K^T / sqrt(head_dim)) V over positions 0..batch.pos[i]
+ * of sequence batch.seq[i] of layer (positions and sequences in range, checked by the caller). */
+void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_batch *batch,
+                   const float *q, float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim);
 
 /* out[n] = silu(gate) * up;  x[n] += y[n]. */
 void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n);

@@ -6,11 +6,13 @@
 
 #define ROPE_BLOCK_THREADS 256
 
-/* vec: [n_heads][head_dim]; one thread per (head, pair). */
+/* vec: [batch.n][n_heads][head_dim], row blockIdx.y at batch.pos of it; one thread per (head,
+ * pair). */
 __global__ void rope_kernel(float *vec, uint32_t n_heads, uint32_t head_dim, int is_neox, const double *freqs,
-                            const struct gpu_step *step)
+                            struct gpu_batch batch)
 {
-        uint32_t pos = step->pos;
+        uint32_t pos = batch.pos[blockIdx.y];
+        vec += (size_t)blockIdx.y * n_heads * head_dim;
         uint32_t n_pairs = head_dim / 2;
         uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
         if (t >= n_heads * n_pairs)
@@ -27,11 +29,12 @@ __global__ void rope_kernel(float *vec, uint32_t n_heads, uint32_t head_dim, int
 }
 
 void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, uint32_t head_dim, enum rig_rope_type type,
-              const double *freqs, const struct gpu_step *step)
+              const double *freqs, const struct gpu_batch *batch)
 {
         uint32_t n = n_heads * (head_dim / 2);
-        if (n == 0)
+        if (n == 0 || batch->n == 0)
                 return;
-        rope_kernel<<<(n + ROPE_BLOCK_THREADS - 1) / ROPE_BLOCK_THREADS, ROPE_BLOCK_THREADS, 0, g->stream>>>(
-                vec, n_heads, head_dim, type == RIG_ROPE_NEOX, freqs, step);
+        dim3 grid((n + ROPE_BLOCK_THREADS - 1) / ROPE_BLOCK_THREADS, batch->n);
+        rope_kernel<<<grid, ROPE_BLOCK_THREADS, 0, g->stream>>>(vec, n_heads, head_dim, type == RIG_ROPE_NEOX, freqs,
+                                                                *batch);
 }

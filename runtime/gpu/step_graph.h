@@ -3,8 +3,8 @@
  * CPU and leaves a gap on the GPU; a graph runs its kernels back to back).
  *
  * The backend records each op of a step as a fixed-size record holding everything its launch
- * needs (pointers, sizes, never the token or position: kernels read those from device memory,
- * struct gpu_step). At the end of the step, when the records equal the ones the graph was
+ * needs (pointers, sizes, never the tokens or positions: kernels read those from device memory,
+ * struct gpu_batch). At the end of the step, when the records equal the ones the graph was
  * captured from, byte for byte, the graph is launched again; otherwise the records are run
  * under stream capture into a new graph. Decode records the same ops every token, so a capture
  * happens once per session. */

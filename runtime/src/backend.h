@@ -11,6 +11,17 @@
 
 struct rig_backend;
 
+/* The tokens of one step, run together: token i at position pos[i] of sequence seq[i] (seq[i] <
+ * the backend's n_seq; each sequence has its own KV cache rows). A prompt is one sequence at
+ * consecutive positions; batched decode is one token of each of several sequences. Positions
+ * of a sequence before pos[i] have run, in earlier steps or earlier in this batch. */
+struct rig_batch {
+        uint32_t n;
+        const int32_t *tokens;
+        const uint32_t *pos;
+        const uint32_t *seq;
+};
+
 struct rig_backend_ops {
         const char *name;                       /* "cpu", "cuda", "hip" */
         void (*free)(struct rig_backend *b);
@@ -22,24 +33,27 @@ struct rig_backend_ops {
          * ran, 0 or -EIO (a GPU backend keeps the message, see backend_gpu.h). */
         int (*read)(struct rig_backend *b, float *dst, const float *src, size_t n);
 
-        /* Bracket the ops of one token at position pos (0 <= pos < n_ctx, earlier positions
-         * already run): embed, rope and attention act at that token and position. */
-        void (*begin_token)(struct rig_backend *b, int32_t token, uint32_t pos);
-        void (*end_token)(struct rig_backend *b);
+        /* Bracket the ops of one step (a batch, valid until end_batch): embed, rope and attention
+         * act on its tokens, one row of their input and output per token. */
+        void (*begin_batch)(struct rig_backend *b, const struct rig_batch *batch);
+        void (*end_batch)(struct rig_backend *b);
 
-        /* x[n_embd] = the token's row of the embedding. */
+        /* x[i][n_embd] = the embedding row of token i of the batch. */
         void (*embed)(struct rig_backend *b, float *x);
-        /* out[n] = x * w / rms(x) (eps from the model). */
-        void (*rmsnorm)(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n);
+        /* out[r][n] = x[r] * w / rms(x[r]) for the n_rows rows r (eps from the model). */
+        void (*rmsnorm)(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n,
+                        uint32_t n_rows);
         /* y[j][n_out] = W x[j][n_in] (+ bias[n_out] when not NULL) for the n vectors j < n, x and
          * y contiguous: decode passes one; a batch passes several, and a backend reads each
          * weight byte once for as many of them as it can. */
         void (*matmul)(struct rig_backend *b, const struct rig_weight *w, const float *x, uint32_t n,
                        const float *bias, float *y);
-        /* Rotates n_heads heads of head_dim in place by the position (the model's RoPE). */
+        /* Rotates the n_heads heads of head_dim of row i (token i of the batch) in place by its
+         * position (the model's RoPE). */
         void (*rope)(struct rig_backend *b, float *vec, uint32_t n_heads);
-        /* Stores k, v [kv_dim] at the position of this layer's cache, then out[q_dim] =
-         * softmax(q K^T / sqrt(head_dim)) V over positions 0..pos, grouped-query. */
+        /* For each token i of the batch: stores k[i], v[i] [kv_dim] at its sequence and position
+         * in this layer's cache; then out[i][q_dim] = softmax(q[i] K^T / sqrt(head_dim)) V over
+         * positions 0..pos[i] of its sequence, grouped-query (causal within the batch). */
         void (*attention)(struct rig_backend *b, uint32_t layer, const float *q, const float *k, const float *v,
                           float *out);
         /* out[n] = silu(gate) * up. */
@@ -59,5 +73,6 @@ struct rig_backend {
          * model itself (pointers into the mapped file), a GPU a copy whose pointers are in
          * device memory. */
         const struct rig_model *model;
-        uint32_t n_ctx;
+        uint32_t n_ctx;                 /* positions of each sequence's cache */
+        uint32_t n_seq;                 /* sequences (KV caches) */
 };

@@ -1,4 +1,5 @@
-/* forward.c — the llama / qwen2 decoder over the backend ops:
+/* forward.c — the llama / qwen2 decoder over the backend ops, for every token of a batch (one
+ * row of each activation per token; the products take all rows at once):
  *   x = embed(token)
  *   per layer: h = x + Wo·attn(rope(Wq·n1(x) [+bq]), rope(Wk·n1(x) [+bk]), Wv·n1(x) [+bv])
  *              x = h + Wdown·(silu(Wgate·n2(h)) * Wup·n2(h))
@@ -18,29 +19,32 @@ static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)
         return m > c ? m : c;
 }
 
-int session_new(struct rig_backend *b, struct rig_session **out)
+int session_new(struct rig_backend *b, uint32_t n_batch, struct rig_session **out)
 {
-        struct rig_session *s = calloc(1, sizeof(*s));
+        struct rig_session *s = n_batch ? calloc(1, sizeof(*s)) : NULL;
         if (!s) {
                 b->ops->free(b);
-                return -ENOMEM;
+                return n_batch ? -ENOMEM : -EINVAL;
         }
         const struct rig_config *c = &b->model->cfg;
         const struct rig_backend_ops *o = b->ops;
+        size_t rows = n_batch;
         s->backend = b;
         s->model = b->model;
         s->n_ctx = b->n_ctx;
-        s->x = o->alloc(b, c->n_embd);
-        s->xn = o->alloc(b, max3(c->n_embd, q_dim(c), c->n_ff));
-        s->q = o->alloc(b, q_dim(c));
-        s->k = o->alloc(b, kv_dim(c));
-        s->v = o->alloc(b, kv_dim(c));
-        s->att = o->alloc(b, q_dim(c));
-        s->gate = o->alloc(b, c->n_ff);
-        s->up = o->alloc(b, c->n_ff);
-        s->proj = o->alloc(b, c->n_embd);
-        s->out = o->alloc(b, c->n_vocab);
-        s->logits = malloc((size_t)c->n_vocab * sizeof(float));
+        s->n_seq = b->n_seq;
+        s->n_batch = n_batch;
+        s->x = o->alloc(b, rows * c->n_embd);
+        s->xn = o->alloc(b, rows * max3(c->n_embd, q_dim(c), c->n_ff));
+        s->q = o->alloc(b, rows * q_dim(c));
+        s->k = o->alloc(b, rows * kv_dim(c));
+        s->v = o->alloc(b, rows * kv_dim(c));
+        s->att = o->alloc(b, rows * q_dim(c));
+        s->gate = o->alloc(b, rows * c->n_ff);
+        s->up = o->alloc(b, rows * c->n_ff);
+        s->proj = o->alloc(b, rows * c->n_embd);
+        s->out = o->alloc(b, rows * c->n_vocab);
+        s->logits = malloc(rows * c->n_vocab * sizeof(float));
         if (!s->x || !s->xn || !s->q || !s->k || !s->v || !s->att || !s->gate || !s->up || !s->proj || !s->out ||
             !s->logits) {
                 session_free(s);
@@ -60,54 +64,95 @@ void session_free(struct rig_session *s)
         free(s);
 }
 
-static void attention_block(struct rig_session *s, const struct rig_layer *l, uint32_t layer)
+static void attention_block(struct rig_session *s, const struct rig_layer *l, uint32_t layer, uint32_t n)
 {
         struct rig_backend *b = s->backend;
         const struct rig_backend_ops *o = b->ops;
         const struct rig_config *c = &s->model->cfg;
 
-        o->rmsnorm(b, s->xn, s->x, l->attn_norm, c->n_embd);
-        o->matmul(b, &l->wq, s->xn, 1, l->bq, s->q);
-        o->matmul(b, &l->wk, s->xn, 1, l->bk, s->k);
-        o->matmul(b, &l->wv, s->xn, 1, l->bv, s->v);
+        o->rmsnorm(b, s->xn, s->x, l->attn_norm, c->n_embd, n);
+        o->matmul(b, &l->wq, s->xn, n, l->bq, s->q);
+        o->matmul(b, &l->wk, s->xn, n, l->bk, s->k);
+        o->matmul(b, &l->wv, s->xn, n, l->bv, s->v);
         o->rope(b, s->q, c->n_head);
         o->rope(b, s->k, c->n_head_kv);
         o->attention(b, layer, s->q, s->k, s->v, s->att);
-        o->matmul(b, &l->wo, s->att, 1, NULL, s->proj);
-        o->add(b, s->x, s->proj, c->n_embd);
+        o->matmul(b, &l->wo, s->att, n, NULL, s->proj);
+        o->add(b, s->x, s->proj, n * c->n_embd);
 }
 
-static void ffn_block(struct rig_session *s, const struct rig_layer *l)
+static void ffn_block(struct rig_session *s, const struct rig_layer *l, uint32_t n)
 {
         struct rig_backend *b = s->backend;
         const struct rig_backend_ops *o = b->ops;
         const struct rig_config *c = &s->model->cfg;
 
-        o->rmsnorm(b, s->xn, s->x, l->ffn_norm, c->n_embd);
-        o->matmul(b, &l->w_gate, s->xn, 1, NULL, s->gate);
-        o->matmul(b, &l->w_up, s->xn, 1, NULL, s->up);
-        o->swiglu(b, s->xn, s->gate, s->up, c->n_ff);
-        o->matmul(b, &l->w_down, s->xn, 1, NULL, s->proj);
-        o->add(b, s->x, s->proj, c->n_embd);
+        o->rmsnorm(b, s->xn, s->x, l->ffn_norm, c->n_embd, n);
+        o->matmul(b, &l->w_gate, s->xn, n, NULL, s->gate);
+        o->matmul(b, &l->w_up, s->xn, n, NULL, s->up);
+        o->swiglu(b, s->xn, s->gate, s->up, n * c->n_ff);
+        o->matmul(b, &l->w_down, s->xn, n, NULL, s->proj);
+        o->add(b, s->x, s->proj, n * c->n_embd);
 }
 
-int session_eval(struct rig_session *s, int32_t token, uint32_t pos)
+static bool batch_is_valid(const struct rig_session *s, const struct rig_batch *batch)
+{
+        if (batch->n == 0 || batch->n > s->n_batch)
+                return false;
+        for (uint32_t i = 0; i < batch->n; i++)
+                if (batch->tokens[i] < 0 || (uint32_t)batch->tokens[i] >= s->model->cfg.n_vocab ||
+                    batch->pos[i] >= s->n_ctx || batch->seq[i] >= s->n_seq)
+                        return false;
+        return true;
+}
+
+int session_eval_batch(struct rig_session *s, const struct rig_batch *batch, bool all_logits)
 {
         const struct rig_model *m = s->model;
         const struct rig_config *c = &m->cfg;
         struct rig_backend *b = s->backend;
         const struct rig_backend_ops *o = b->ops;
-        if (token < 0 || (uint32_t)token >= c->n_vocab || pos >= s->n_ctx)
+        if (!batch_is_valid(s, batch))
                 return -EINVAL;
+        uint32_t n = batch->n;
+        /* the last token's logits only: its row alone goes through the output norm and product */
+        uint32_t first_out = all_logits ? 0 : n - 1;
+        s->n_logits = n - first_out;
 
-        o->begin_token(b, token, pos);
+        o->begin_batch(b, batch);
         o->embed(b, s->x);
         for (uint32_t i = 0; i < c->n_layer; i++) {
-                attention_block(s, &m->layers[i], i);
-                ffn_block(s, &m->layers[i]);
+                attention_block(s, &m->layers[i], i, n);
+                ffn_block(s, &m->layers[i], n);
         }
-        o->rmsnorm(b, s->xn, s->x, m->output_norm, c->n_embd);
-        o->matmul(b, &m->output, s->xn, 1, NULL, s->out);
-        o->end_token(b);
-        return o->read(b, s->logits, s->out, c->n_vocab);
+        o->rmsnorm(b, s->xn, s->x + (size_t)first_out * c->n_embd, m->output_norm, c->n_embd, s->n_logits);
+        o->matmul(b, &m->output, s->xn, s->n_logits, NULL, s->out);
+        o->end_batch(b);
+        return o->read(b, s->logits, s->out, (size_t)s->n_logits * c->n_vocab);
+}
+
+int session_eval(struct rig_session *s, int32_t token, uint32_t pos)
+{
+        uint32_t seq = 0;
+        struct rig_batch batch = { 1, &token, &pos, &seq };
+        return session_eval_batch(s, &batch, false);
+}
+
+int session_eval_prompt(struct rig_session *s, const int32_t *ids, size_t n, uint32_t start_pos)
+{
+        if (n == 0 || start_pos >= s->n_ctx || n > s->n_ctx - start_pos)
+                return -EINVAL;
+        uint32_t *pos = malloc((size_t)s->n_batch * sizeof(uint32_t));
+        uint32_t *seq = calloc(s->n_batch, sizeof(uint32_t));
+        int r = pos && seq ? 0 : -ENOMEM;
+        for (size_t done = 0; done < n && r == 0; done += s->n_batch) {
+                uint32_t k = n - done < s->n_batch ? (uint32_t)(n - done) : s->n_batch;
+                for (uint32_t i = 0; i < k; i++)
+                        pos[i] = start_pos + (uint32_t)(done + i);
+                struct rig_batch batch = { k, ids + done, pos, seq };
+                r = session_eval_batch(s, &batch, false);
+        }
+        free(pos);
+        free(seq);
+        return r;
 }

@@ -12,25 +12,28 @@ static size_t row_bytes(enum rig_type type, uint32_t kv_dim)
         return rig_row_bytes(type, kv_dim);
 }
 
-size_t kv_bytes(enum rig_type type, uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim)
+size_t kv_bytes(enum rig_type type, uint32_t n_layer, size_t n_pos, uint32_t kv_dim)
 {
-        return 2 * (size_t)n_layer * n_ctx * row_bytes(type, kv_dim);
+        return 2 * (size_t)n_layer * n_pos * row_bytes(type, kv_dim);
 }
 
-int kv_init(struct rig_kv *kv, enum rig_type type, uint32_t n_layer, uint32_t n_ctx, uint32_t kv_dim)
+int kv_init(struct rig_kv *kv, enum rig_type type, uint32_t n_layer, uint32_t n_seq, uint32_t n_ctx, uint32_t kv_dim)
 {
         memset(kv, 0, sizeof(*kv));
         if (type != RIG_TYPE_F32 && type != RIG_TYPE_F16 && type != RIG_TYPE_Q8_0)
+                return -EINVAL;
+        if (n_seq == 0 || n_ctx == 0)
                 return -EINVAL;
         size_t rb = row_bytes(type, kv_dim);
         if (rb == 0)
                 return -EINVAL;
         kv->type = type;
         kv->n_layer = n_layer;
+        kv->n_seq = n_seq;
         kv->n_ctx = n_ctx;
         kv->kv_dim = kv_dim;
         kv->row_bytes = rb;
-        size_t half = (size_t)n_layer * n_ctx * rb;
+        size_t half = (size_t)n_layer * n_seq * n_ctx * rb;
         kv->k = malloc(half);
         kv->v = malloc(half);
         if (!kv->k || !kv->v) {
@@ -47,9 +50,14 @@ void kv_free(struct rig_kv *kv)
         kv->k = kv->v = NULL;
 }
 
-static uint8_t *row(uint8_t *base, const struct rig_kv *kv, uint32_t layer, uint32_t pos)
+size_t kv_row_index(const struct rig_kv *kv, uint32_t layer, uint32_t seq, uint32_t pos)
 {
-        return base + ((size_t)layer * kv->n_ctx + pos) * kv->row_bytes;
+        return ((size_t)layer * kv->n_seq + seq) * kv->n_ctx + pos;
+}
+
+static uint8_t *row(uint8_t *base, const struct rig_kv *kv, uint32_t layer, uint32_t seq, uint32_t pos)
+{
+        return base + kv_row_index(kv, layer, seq, pos) * kv->row_bytes;
 }
 
 static void store_row(const struct rig_kv *kv, uint8_t *dst, const float *src)
@@ -69,20 +77,22 @@ static void load_slice(const struct rig_kv *kv, const uint8_t *row_start, uint32
         rig_dequantize_row(kv->type, row_start + rig_row_bytes(kv->type, start), dst, n);
 }
 
-void kv_store(struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *k, const float *v)
+void kv_store(struct rig_kv *kv, uint32_t layer, uint32_t seq, uint32_t pos, const float *k, const float *v)
 {
-        store_row(kv, row(kv->k, kv, layer, pos), k);
-        store_row(kv, row(kv->v, kv, layer, pos), v);
+        store_row(kv, row(kv->k, kv, layer, seq, pos), k);
+        store_row(kv, row(kv->v, kv, layer, seq, pos), v);
 }
 
-void kv_load_k(const struct rig_kv *kv, uint32_t layer, uint32_t pos, uint32_t start, uint32_t n, float *out)
+void kv_load_k(const struct rig_kv *kv, uint32_t layer, uint32_t seq, uint32_t pos, uint32_t start, uint32_t n,
+               float *out)
 {
-        load_slice(kv, row(kv->k, kv, layer, pos), start, n, out);
+        load_slice(kv, row(kv->k, kv, layer, seq, pos), start, n, out);
 }
 
-void kv_load_v(const struct rig_kv *kv, uint32_t layer, uint32_t pos, uint32_t start, uint32_t n, float *out)
+void kv_load_v(const struct rig_kv *kv, uint32_t layer, uint32_t seq, uint32_t pos, uint32_t start, uint32_t n,
+               float *out)
 {
-        load_slice(kv, row(kv->v, kv, layer, pos), start, n, out);
+        load_slice(kv, row(kv->v, kv, layer, seq, pos), start, n, out);
 }
 
 int kv_type_from_name(const char *name, enum rig_type *out)

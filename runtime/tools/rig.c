@@ -23,6 +23,8 @@
 #include "tokenizer.h"
 
 #define ERR_LEN 512
+/* Most tokens per step the CLI takes (-b): the logits of a step are n_batch x n_vocab floats. */
+#define MAX_BATCH 4096
 
 static double now_s(void)
 {
@@ -76,17 +78,30 @@ static int open_model(const char *path, struct rig_model **out)
         return r;
 }
 
-/* A session of n_ctx positions: on GPU 0 where this build has a GPU backend and a GPU is there
+/* Tokens of a prompt run in one step, unless -b says otherwise (llama.cpp's default micro-batch). */
+#define DEFAULT_BATCH 512
+
+/* What a session is made of: its caches and the most tokens a step runs. */
+struct session_shape {
+        uint32_t n_ctx;                 /* positions per sequence */
+        uint32_t n_seq;                 /* sequences */
+        uint32_t n_batch;               /* tokens per step */
+        enum rig_type kv_type;
+};
+
+/* A session of that shape: on GPU 0 where this build has a GPU backend and a GPU is there
  * (unless use_cpu), else on the CPU, saying why on stderr. */
-static int open_session(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type, int n_threads,
-                        bool use_cpu, struct rig_session **out)
+static int open_session(const struct rig_model *m, const struct session_shape *shape, int n_threads, bool use_cpu,
+                        struct rig_session **out)
 {
+        uint32_t n_ctx = shape->n_ctx, n_seq = shape->n_seq;
+        enum rig_type kv_type = shape->kv_type;
         struct rig_backend *b = NULL;
         int r;
 #ifdef RIG_HAVE_GPU
         if (!use_cpu && gpu_device_count() > 0) {
                 char err[ERR_LEN] = "";
-                r = gpu_backend_new(m, n_ctx, kv_type, 0, &b, err, sizeof(err));
+                r = gpu_backend_new(m, n_ctx, n_seq, kv_type, 0, &b, err, sizeof(err));
                 if (r < 0) {
                         fprintf(stderr, "rig: GPU 0: %s; running on the CPU (--cpu to ask for it)\n",
                                 err[0] ? err : strerror(-r));
@@ -98,25 +113,33 @@ static int open_session(const struct rig_model *m, uint32_t n_ctx, enum rig_type
 #else
         (void)use_cpu;
 #endif
-        if (!b && (r = cpu_backend_new(m, n_ctx, kv_type, n_threads, &b)) < 0)
+        if (!b && (r = cpu_backend_new(m, n_ctx, n_seq, kv_type, n_threads, &b)) < 0)
                 return r;
-        return session_new(b, out);
+        return session_new(b, shape->n_batch, out);
 }
 
-/* Why session_eval failed, on stderr: a token the model has no row for, or a backend fault. */
-static void report_eval_error(const struct rig_session *s, int r, int32_t token, size_t pos)
+/* A token the model has no row for, on stderr: the message of the tokens' checks below. */
+static bool tokens_fit_vocabulary(const struct rig_model *m, const int32_t *ids, size_t n, const char *source)
 {
-        if (r == -EINVAL) {
-                fprintf(stderr, "rig: token %d at position %zu: not in the vocabulary of %u\n", token, pos,
-                        s->model->cfg.n_vocab);
-                return;
-        }
+        for (size_t i = 0; i < n; i++)
+                if (ids[i] < 0 || (uint32_t)ids[i] >= m->cfg.n_vocab) {
+                        fprintf(stderr, "rig: %s gave token %d (position %zu), but the model has %u rows of embeddings%s\n",
+                                source, ids[i], i, m->cfg.n_vocab,
+                                strcmp(source, "the tokenizer") == 0 ? ": tokenizer and weights do not belong together" : "");
+                        return false;
+                }
+        return true;
+}
+
+/* Why a step failed, on stderr (its tokens were checked before: this is a backend fault). */
+static void report_eval_error(const struct rig_session *s, int r, size_t first_pos, size_t n)
+{
         char err[ERR_LEN] = "";
 #ifdef RIG_HAVE_GPU
         if (strcmp(s->backend->ops->name, "cpu") != 0)
                 gpu_backend_error(s->backend, err, sizeof(err));
 #endif
-        fprintf(stderr, "rig: running token %d at position %zu: %s (try --cpu)\n", token, pos,
+        fprintf(stderr, "rig: running %zu token%s from position %zu: %s (try --cpu)\n", n, n == 1 ? "" : "s", first_pos,
                 err[0] ? err : strerror(-r));
 }
 
@@ -294,22 +317,46 @@ static int parse_tokens(const char *list, int32_t **out, size_t *n)
         return 0;
 }
 
+/* Tokens [first, first + n_batch) of ids (of n) as one step of sequence 0, every token's logits
+ * to out. */
+static int write_logits(struct rig_session *s, const int32_t *ids, size_t n, size_t first, FILE *out)
+{
+        uint32_t k = n - first < s->n_batch ? (uint32_t)(n - first) : s->n_batch;
+        uint32_t *pos = malloc(k * sizeof(uint32_t)), *seq = calloc(k, sizeof(uint32_t));
+        int r = pos && seq ? 0 : -ENOMEM;
+        for (uint32_t i = 0; r == 0 && i < k; i++)
+                pos[i] = (uint32_t)(first + i);
+        struct rig_batch batch = { k, ids + first, pos, seq };
+        if (r == 0 && (r = session_eval_batch(s, &batch, true)) < 0)
+                report_eval_error(s, r, first, k);
+        size_t n_floats = (size_t)k * s->model->cfg.n_vocab;
+        if (r == 0 && fwrite(s->logits, sizeof(float), n_floats, out) != n_floats) {
+                fprintf(stderr, "rig: writing the logits: %s\n", strerror(errno));
+                r = -EIO;
+        }
+        free(pos);
+        free(seq);
+        return r;
+}
+
 static int cmd_logits(int argc, char **argv)
 {
         const char *model_path = NULL, *tokens = NULL, *out_path = NULL, *kv_name = "f32";
-        int n_threads = default_threads();
+        int n_threads = default_threads(), n_batch = DEFAULT_BATCH;
         bool use_cpu = false;
         static const struct option opts[] = {
                 { "model", required_argument, NULL, 'm' }, { "tokens", required_argument, NULL, 't' },
                 { "out", required_argument, NULL, 'o' }, { "kv", required_argument, NULL, 'k' },
-                { "threads", required_argument, NULL, 'T' }, { "cpu", no_argument, NULL, 'C' }, { 0 },
+                { "batch-size", required_argument, NULL, 'b' }, { "threads", required_argument, NULL, 'T' },
+                { "cpu", no_argument, NULL, 'C' }, { 0 },
         };
-        for (int c; (c = getopt_long(argc, argv, "m:o:", opts, NULL)) != -1; ) {
+        for (int c; (c = getopt_long(argc, argv, "m:o:b:", opts, NULL)) != -1; ) {
                 switch (c) {
                 case 'm': model_path = optarg; break;
                 case 't': tokens = optarg; break;
                 case 'o': out_path = optarg; break;
                 case 'k': kv_name = optarg; break;
+                case 'b': if (!opt_int(optarg, "-b", 1, MAX_BATCH, &n_batch)) return 2; break;
                 case 'T': if (!opt_int(optarg, "--threads", 1, 1024, &n_threads)) return 2; break;
                 case 'C': use_cpu = true; break;
                 default: return 2;
@@ -320,7 +367,7 @@ static int cmd_logits(int argc, char **argv)
         size_t n;
         if (!model_path || !tokens || !out_path || kv_type_from_name(kv_name, &kv_type) < 0 ||
             parse_tokens(tokens, &ids, &n) < 0) {
-                fprintf(stderr, "usage: rig logits -m FILE --tokens 1,2,3 --out FILE.f32 [--kv f32|f16|q8_0] [--threads N] [--cpu]\n");
+                fprintf(stderr, "usage: rig logits -m FILE --tokens 1,2,3 --out FILE.f32 [--kv f32|f16|q8_0] [-b N] [--threads N] [--cpu]\n");
                 return 2;
         }
         struct rig_model *m;
@@ -328,25 +375,22 @@ static int cmd_logits(int argc, char **argv)
                 free(ids);
                 return 1;
         }
+        if (!tokens_fit_vocabulary(m, ids, n, "--tokens")) {
+                model_free(m);
+                free(ids);
+                return 1;
+        }
         struct rig_session *s = NULL;
-        int r = open_session(m, (uint32_t)n, kv_type, n_threads, use_cpu, &s);
+        struct session_shape shape = { (uint32_t)n, 1, n < (size_t)n_batch ? (uint32_t)n : (uint32_t)n_batch, kv_type };
+        int r = open_session(m, &shape, n_threads, use_cpu, &s);
         FILE *out = r == 0 ? fopen(out_path, "wb") : NULL;
         if (r < 0)
                 fprintf(stderr, "rig: creating a session: %s\n", strerror(-r));
         else if (!out)
                 fprintf(stderr, "rig: %s: %s\n", out_path, strerror(errno));
-        for (size_t i = 0; out && i < n; i++) {
-                r = session_eval(s, ids[i], (uint32_t)i);
-                if (r < 0) {
-                        report_eval_error(s, r, ids[i], i);
+        for (size_t i = 0; out && i < n; i += shape.n_batch)
+                if ((r = write_logits(s, ids, n, i, out)) < 0)
                         break;
-                }
-                if (fwrite(s->logits, sizeof(float), m->cfg.n_vocab, out) != m->cfg.n_vocab) {
-                        fprintf(stderr, "rig: writing %s: %s\n", out_path, strerror(errno));
-                        r = -EIO;
-                        break;
-                }
-        }
         if (out && fclose(out) != 0 && r == 0)
                 r = -EIO;
         session_free(s);
@@ -359,7 +403,7 @@ static int cmd_logits(int argc, char **argv)
 
 struct run_options {
         const char *model_path, *prompt;
-        int n_predict, n_threads;
+        int n_predict, n_threads, n_batch;
         uint32_t n_ctx;
         enum rig_type kv_type;
         struct sampler_params sp;
@@ -383,16 +427,14 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                 free(ids);
                 return 1;
         }
-        for (size_t i = 0; i < n; i++)
-                if (ids[i] < 0 || (uint32_t)ids[i] >= m->cfg.n_vocab) {
-                        fprintf(stderr, "rig: the tokenizer gave token %d, but the model has %u rows of embeddings: "
-                                "tokenizer and weights do not belong together\n", ids[i], m->cfg.n_vocab);
-                        free(ids);
-                        return 1;
-                }
+        if (!tokens_fit_vocabulary(m, ids, n, "the tokenizer")) {
+                free(ids);
+                return 1;
+        }
         struct rig_session *s = NULL;
         struct sampler smp;
-        if ((r = open_session(m, n_ctx, o->kv_type, o->n_threads, o->use_cpu, &s)) < 0) {
+        struct session_shape shape = { n_ctx, 1, (uint32_t)o->n_batch, o->kv_type };
+        if ((r = open_session(m, &shape, o->n_threads, o->use_cpu, &s)) < 0) {
                 if (r == -EINVAL)
                         fprintf(stderr, "rig: a KV cache in this type needs a head size that is a multiple of its "
                                 "block (head size %u): use --kv f16\n", m->cfg.head_dim);
@@ -410,11 +452,10 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
         fputs(o->prompt, stdout);
         fflush(stdout);
         double t0 = now_s();
-        for (size_t i = 0; i < n && r == 0; i++) {
-                if ((r = session_eval(s, ids[i], (uint32_t)i)) < 0)
-                        report_eval_error(s, r, ids[i], i);
+        if ((r = session_eval_prompt(s, ids, n, 0)) < 0)
+                report_eval_error(s, r, 0, n);
+        for (size_t i = 0; i < n; i++)
                 sampler_accept(&smp, ids[i]);
-        }
         double t_prompt = now_s() - t0;
 
         struct tokenizer_stream ts = { .n_pending = 0 };
@@ -445,7 +486,7 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                         fflush(stdout);
                 }
                 if (n_gen < o->n_predict && (r = session_eval(s, next, pos)) < 0)
-                        report_eval_error(s, r, next, pos);
+                        report_eval_error(s, r, pos, 1);
                 pos++;
         }
         int k = buf ? tokenizer_stream_flush(&ts, buf, cap) : -1;
@@ -464,7 +505,8 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
 
 static int cmd_run(int argc, char **argv)
 {
-        struct run_options o = { .prompt = "", .n_predict = 128, .n_threads = default_threads(), .kv_type = RIG_TYPE_F16 };
+        struct run_options o = { .prompt = "", .n_predict = 128, .n_threads = default_threads(), .n_batch = DEFAULT_BATCH,
+                                 .kv_type = RIG_TYPE_F16 };
         long ctx;
         sampler_defaults(&o.sp);
         static const struct option opts[] = {
@@ -474,12 +516,13 @@ static int cmd_run(int argc, char **argv)
                 { "top-p", required_argument, NULL, 'P' }, { "min-p", required_argument, NULL, 'M' },
                 { "repeat-penalty", required_argument, NULL, 'R' }, { "seed", required_argument, NULL, 'S' },
                 { "kv", required_argument, NULL, 'k' }, { "threads", required_argument, NULL, 't' },
-                { "cpu", no_argument, NULL, 'C' }, { 0 },
+                { "batch-size", required_argument, NULL, 'b' }, { "cpu", no_argument, NULL, 'C' }, { 0 },
         };
-        for (int c; (c = getopt_long(argc, argv, "m:p:n:c:t:", opts, NULL)) != -1; ) {
+        for (int c; (c = getopt_long(argc, argv, "m:p:n:c:t:b:", opts, NULL)) != -1; ) {
                 switch (c) {
                 case 'm': o.model_path = optarg; break;
                 case 'p': o.prompt = optarg; break;
+                case 'b': if (!opt_int(optarg, "-b", 1, MAX_BATCH, &o.n_batch)) return 2; break;
                 case 'n': if (!opt_int(optarg, "-n", 0, 1 << 24, &o.n_predict)) return 2; break;
                 case 'c': if (!opt_long(optarg, "-c", 1, 1 << 24, &ctx)) return 2; o.n_ctx = (uint32_t)ctx; break;
                 case 'T': if (!opt_float(optarg, "--temp", 0.0f, 100.0f, &o.sp.temperature)) return 2; break;
@@ -501,7 +544,8 @@ static int cmd_run(int argc, char **argv)
         }
         if (!o.model_path || o.n_predict < 0) {
                 fprintf(stderr, "usage: rig run -m FILE [-p PROMPT] [-n N] [-c CTX] [--temp T] [--top-k K] [--top-p P]\n"
-                                "               [--min-p P] [--repeat-penalty R] [--seed S] [--kv f16|q8_0] [--threads N] [--cpu]\n");
+                                "               [--min-p P] [--repeat-penalty R] [--seed S] [--kv f16|q8_0] [-b N] [--threads N]\n"
+                                "               [--cpu]\n");
                 return 2;
         }
         struct rig_model *m;
@@ -520,17 +564,25 @@ static int cmd_run(int argc, char **argv)
 
 /* ---- rig bench ---- */
 
+/* Most batch sizes one -B takes, and the largest. */
+#define MAX_BENCH_BATCHES 16
+#define MAX_BENCH_BATCH_SEQ 256
+
 struct bench_options {
         const char *model_path;
-        int n_prompt, n_gen, reps, n_threads;
+        int n_prompt, n_gen, reps, n_threads, n_batch;
+        uint32_t batches[MAX_BENCH_BATCHES];    /* -B: sequences decoded together in tg */
+        int n_batches;
         enum rig_type kv_type;
         bool is_json, use_cpu;
 };
 
 struct bench_result {
-        const char *test;               /* "pp512", "tg128" */
-        int n_tokens;
-        double mean_tps, stddev_tps;
+        char test[32];                  /* "pp512", "tg128", "tg128 B=4" */
+        bool is_gen;
+        int n_tokens;                   /* per sequence */
+        uint32_t batch;                 /* sequences (1 for pp) */
+        double mean_tps, stddev_tps;    /* tokens of all sequences per second */
 };
 
 /* Token ids for a benchmark: any valid ids do, the speed does not depend on them. */
@@ -539,12 +591,37 @@ static int32_t bench_token(const struct rig_model *m, uint32_t i)
         return (int32_t)((i * 7919u + 13u) % m->cfg.n_vocab);
 }
 
-/* Runs n tokens from position 0 on a fresh cache (what llama-bench's pp and tg do); seconds. */
-static int bench_once(struct rig_session *s, int n, double *seconds)
+/* A prompt of n tokens from position 0 on a fresh cache, n_batch tokens a step (what
+ * llama-bench's pp does); seconds. */
+static int bench_prompt(struct rig_session *s, int n, double *seconds)
 {
+        int32_t *ids = malloc((size_t)n * sizeof(int32_t));
+        if (!ids)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++)
+                ids[i] = bench_token(s->model, (uint32_t)i);
         double t0 = now_s();
-        for (int i = 0; i < n; i++) {
-                int r = session_eval(s, bench_token(s->model, (uint32_t)i), (uint32_t)i);
+        int r = session_eval_prompt(s, ids, (size_t)n, 0);
+        *seconds = now_s() - t0;
+        free(ids);
+        return r;
+}
+
+/* n steps of one token for each of n_seq sequences from position 0 (llama-bench's tg for one,
+ * llama-batched-bench's decode for more); seconds. */
+static int bench_generate(struct rig_session *s, int n, uint32_t n_seq, double *seconds)
+{
+        int32_t tokens[MAX_BENCH_BATCH_SEQ];
+        uint32_t pos[MAX_BENCH_BATCH_SEQ], seq[MAX_BENCH_BATCH_SEQ];
+        double t0 = now_s();
+        for (int t = 0; t < n; t++) {
+                for (uint32_t j = 0; j < n_seq; j++) {
+                        tokens[j] = bench_token(s->model, (uint32_t)t * n_seq + j);
+                        pos[j] = (uint32_t)t;
+                        seq[j] = j;
+                }
+                struct rig_batch batch = { n_seq, tokens, pos, seq };
+                int r = session_eval_batch(s, &batch, true);
                 if (r < 0)
                         return r;
         }
@@ -552,51 +629,68 @@ static int bench_once(struct rig_session *s, int n, double *seconds)
         return 0;
 }
 
-/* One warm-up run, then reps timed runs: mean and sample stddev of tokens per second. */
-static int bench_test(struct rig_session *s, const char *prefix, int n, int reps, struct bench_result *out,
-                      char *name, size_t name_size)
+static int bench_once(struct rig_session *s, const struct bench_result *test, int n, double *seconds)
+{
+        return test->is_gen ? bench_generate(s, n, test->batch, seconds) : bench_prompt(s, n, seconds);
+}
+
+/* One warm-up run (it also records the step's graph on a GPU), then reps timed runs: mean and
+ * sample stddev of tokens per second. */
+static int bench_test(struct rig_session *s, int reps, struct bench_result *test)
 {
         double sum = 0, sum2 = 0, t;
-        int r = bench_once(s, n < 16 ? n : 16, &t);
+        int n = test->n_tokens;
+        int r = bench_once(s, test, test->is_gen && n > 16 ? 16 : n, &t);
         for (int k = 0; r == 0 && k < reps; k++) {
-                r = bench_once(s, n, &t);
-                double tps = n / t;
+                r = bench_once(s, test, n, &t);
+                double tps = (double)n * test->batch / t;
                 sum += tps;
                 sum2 += tps * tps;
         }
         if (r < 0)
                 return r;
-        snprintf(name, name_size, "%s%d", prefix, n);
-        out->test = name;
-        out->n_tokens = n;
-        out->mean_tps = sum / reps;
+        test->mean_tps = sum / reps;
         double var = reps > 1 ? (sum2 - sum * sum / reps) / (reps - 1) : 0;
-        out->stddev_tps = var > 0 ? sqrt(var) : 0;
+        test->stddev_tps = var > 0 ? sqrt(var) : 0;
         return 0;
+}
+
+/* Weight bytes read per second: each step streams the weights once for all its sequences. */
+static double bench_weight_bandwidth(const struct rig_model *m, const struct bench_result *t)
+{
+        return (double)m->token_bytes * t->mean_tps / t->batch;
+}
+
+static void bench_print_json(const struct bench_options *o, const struct rig_model *m, const char *name,
+                             const char *backend, const struct bench_result *res, int n_res, double copy_bw)
+{
+        printf("{\"model\":\"%s\",\"size_bytes\":%zu,\"params\":%.0f,\"backend\":\"%s\",\"split\":\"none\","
+               "\"threads\":%d,\"n_batch\":%d,\"copy_bandwidth_bytes_per_s\":%.0f,\"results\":[",
+               name, m->weights_bytes, (double)m->n_params, backend, o->n_threads, o->n_batch, copy_bw);
+        for (int i = 0; i < n_res; i++) {
+                printf("%s{\"test\":\"%s\",\"n_tokens\":%d,\"batch\":%u,\"reps\":%d,\"tokens_per_s\":%.3f,\"stddev\":%.3f",
+                       i ? "," : "", res[i].test, res[i].n_tokens, res[i].batch, o->reps, res[i].mean_tps,
+                       res[i].stddev_tps);
+                if (res[i].is_gen) {
+                        double bw = bench_weight_bandwidth(m, &res[i]);
+                        printf(",\"weight_bytes_per_s\":%.0f,\"fraction_of_copy_bandwidth\":%.4f", bw,
+                               copy_bw > 0 ? bw / copy_bw : 0);
+                }
+                printf("}");
+        }
+        printf("]}\n");
 }
 
 static void bench_print(const struct bench_options *o, const struct rig_model *m, const char *backend,
                         const struct bench_result *res, int n_res, double copy_bw)
 {
         const char *name = strrchr(o->model_path, '/') ? strrchr(o->model_path, '/') + 1 : o->model_path;
-        double params = (double)m->n_params;
         if (o->is_json) {
-                printf("{\"model\":\"%s\",\"size_bytes\":%zu,\"params\":%.0f,\"backend\":\"%s\",\"split\":\"none\","
-                       "\"threads\":%d,\"copy_bandwidth_bytes_per_s\":%.0f,\"results\":[",
-                       name, m->weights_bytes, params, backend, o->n_threads, copy_bw);
-                for (int i = 0; i < n_res; i++) {
-                        double bw = res[i].test[0] == 't' ? (double)m->token_bytes * res[i].mean_tps : 0;
-                        printf("%s{\"test\":\"%s\",\"n_tokens\":%d,\"reps\":%d,\"tokens_per_s\":%.3f,\"stddev\":%.3f",
-                               i ? "," : "", res[i].test, res[i].n_tokens, o->reps, res[i].mean_tps, res[i].stddev_tps);
-                        if (bw > 0)
-                                printf(",\"weight_bytes_per_s\":%.0f,\"fraction_of_copy_bandwidth\":%.4f", bw,
-                                       copy_bw > 0 ? bw / copy_bw : 0);
-                        printf("}");
-                }
-                printf("]}\n");
+                bench_print_json(o, m, name, backend, res, n_res, copy_bw);
                 return;
         }
         /* llama-bench's units: GiB and billions, with MiB and millions for small models */
+        double params = (double)m->n_params;
         bool is_big = m->weights_bytes >= (1u << 30);
         double size = (double)m->weights_bytes / (is_big ? 1u << 30 : 1u << 20);
         bool is_billions = params >= 1e9;
@@ -607,30 +701,80 @@ static void bench_print(const struct bench_options *o, const struct rig_model *m
                        params / (is_billions ? 1e9 : 1e6), is_billions ? "B" : "M", backend, res[i].test,
                        res[i].mean_tps, res[i].stddev_tps);
         for (int i = 0; i < n_res; i++) {
-                if (res[i].test[0] != 't')
+                if (!res[i].is_gen)
                         continue;
-                double bw = (double)m->token_bytes * res[i].mean_tps;
-                printf("\n%s: %.1f GB/s of weights streamed, %.0f%% of the measured copy bandwidth (%.1f GB/s)\n",
-                       res[i].test, bw / 1e9, copy_bw > 0 ? 100 * bw / copy_bw : 0, copy_bw / 1e9);
+                double bw = bench_weight_bandwidth(m, &res[i]);
+                printf("%s%s: %.1f GB/s of weights streamed, %.0f%% of the measured copy bandwidth (%.1f GB/s)\n",
+                       i == 0 || !res[i - 1].is_gen ? "\n" : "", res[i].test, bw / 1e9, copy_bw > 0 ? 100 * bw / copy_bw : 0,
+                       copy_bw / 1e9);
         }
+}
+
+/* "1,2,4,8" → batches; false (with the message) for anything else. */
+static bool parse_batches(const char *arg, struct bench_options *o)
+{
+        o->n_batches = 0;
+        const char *p = arg;
+        for (;;) {
+                char *end;
+                errno = 0;
+                long v = strtol(p, &end, 10);
+                if (errno || end == p || v < 1 || v > MAX_BENCH_BATCH_SEQ || o->n_batches == MAX_BENCH_BATCHES ||
+                    (*end != ',' && *end != '\0')) {
+                        fprintf(stderr, "rig bench: -B takes up to %d batch sizes from 1 to %d, as 1,2,4,8, not '%s'\n",
+                                MAX_BENCH_BATCHES, MAX_BENCH_BATCH_SEQ, arg);
+                        return false;
+                }
+                o->batches[o->n_batches++] = (uint32_t)v;
+                if (*end == '\0')
+                        return true;
+                p = end + 1;
+        }
+}
+
+/* The tests, in llama-bench's order: pp, then tg at each batch size. */
+static int bench_plan(const struct bench_options *o, struct bench_result *res)
+{
+        int n = 0;
+        if (o->n_prompt > 0) {
+                memset(&res[n], 0, sizeof(res[n]));
+                snprintf(res[n].test, sizeof(res[n].test), "pp%d", o->n_prompt);
+                res[n].n_tokens = o->n_prompt;
+                res[n].batch = 1;
+                n++;
+        }
+        for (int i = 0; o->n_gen > 0 && i < o->n_batches; i++, n++) {
+                memset(&res[n], 0, sizeof(res[n]));
+                if (o->batches[i] == 1)
+                        snprintf(res[n].test, sizeof(res[n].test), "tg%d", o->n_gen);
+                else
+                        snprintf(res[n].test, sizeof(res[n].test), "tg%d B=%u", o->n_gen, o->batches[i]);
+                res[n].is_gen = true;
+                res[n].n_tokens = o->n_gen;
+                res[n].batch = o->batches[i];
+        }
+        return n;
 }
 
 static int cmd_bench(int argc, char **argv)
 {
         struct bench_options o = { .n_prompt = 512, .n_gen = 128, .reps = 5, .n_threads = default_threads(),
-                                   .kv_type = RIG_TYPE_F16 };
+                                   .n_batch = DEFAULT_BATCH, .batches = { 1 }, .n_batches = 1, .kv_type = RIG_TYPE_F16 };
         static const struct option opts[] = {
                 { "model", required_argument, NULL, 'm' }, { "n-prompt", required_argument, NULL, 'p' },
                 { "n-gen", required_argument, NULL, 'n' }, { "repetitions", required_argument, NULL, 'r' },
+                { "batch-size", required_argument, NULL, 'b' }, { "batches", required_argument, NULL, 'B' },
                 { "threads", required_argument, NULL, 't' }, { "kv", required_argument, NULL, 'k' },
                 { "json", no_argument, NULL, 'j' }, { "cpu", no_argument, NULL, 'C' }, { 0 },
         };
-        for (int c; (c = getopt_long(argc, argv, "m:p:n:r:t:", opts, NULL)) != -1; ) {
+        for (int c; (c = getopt_long(argc, argv, "m:p:n:r:t:b:B:", opts, NULL)) != -1; ) {
                 switch (c) {
                 case 'm': o.model_path = optarg; break;
                 case 'p': if (!opt_int(optarg, "-p", 0, 1 << 20, &o.n_prompt)) return 2; break;
                 case 'n': if (!opt_int(optarg, "-n", 0, 1 << 20, &o.n_gen)) return 2; break;
                 case 'r': if (!opt_int(optarg, "-r", 1, 1000, &o.reps)) return 2; break;
+                case 'b': if (!opt_int(optarg, "-b", 1, MAX_BATCH, &o.n_batch)) return 2; break;
+                case 'B': if (!parse_batches(optarg, &o)) return 2; break;
                 case 't': if (!opt_int(optarg, "--threads", 1, 1024, &o.n_threads)) return 2; break;
                 case 'k':
                         if (kv_type_from_name(optarg, &o.kv_type) < 0) {
@@ -644,30 +788,34 @@ static int cmd_bench(int argc, char **argv)
                 }
         }
         if (!o.model_path || (o.n_prompt == 0 && o.n_gen == 0)) {
-                fprintf(stderr, "usage: rig bench -m FILE [-p 512] [-n 128] [-r 5] [--kv f16|q8_0|f32] [--threads N] [--cpu] [--json]\n");
+                fprintf(stderr, "usage: rig bench -m FILE [-p 512] [-n 128] [-B 1,2,4,8] [-b 512] [-r 5] [--kv f16|q8_0|f32]\n"
+                                "                 [--threads N] [--cpu] [--json]\n");
                 return 2;
         }
         struct rig_model *m;
         if (open_model(o.model_path, &m) < 0)
                 return 1;
-        uint32_t n_ctx = (uint32_t)(o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen);
+        struct session_shape shape = { (uint32_t)(o.n_prompt > o.n_gen ? o.n_prompt : o.n_gen), 1, (uint32_t)o.n_batch,
+                                       o.kv_type };
+        for (int i = 0; i < o.n_batches; i++)
+                if (o.batches[i] > shape.n_seq)
+                        shape.n_seq = o.batches[i];
+        if (shape.n_seq > shape.n_batch)
+                shape.n_batch = shape.n_seq;
         struct rig_session *s;
-        int r = open_session(m, n_ctx, o.kv_type, o.n_threads, o.use_cpu, &s);
+        int r = open_session(m, &shape, o.n_threads, o.use_cpu, &s);
         if (r < 0) {
-                fprintf(stderr, "rig bench: a session of %u tokens: %s\n", n_ctx, strerror(-r));
+                fprintf(stderr, "rig bench: a session of %u tokens for %u sequences: %s\n", shape.n_ctx, shape.n_seq,
+                        strerror(-r));
                 model_free(m);
                 return 1;
         }
-        struct bench_result res[2];
-        char names[2][32];
-        int n_res = 0;
-        if (r == 0 && o.n_prompt > 0 && (r = bench_test(s, "pp", o.n_prompt, o.reps, &res[n_res], names[n_res], 32)) == 0)
-                n_res++;
-        if (r == 0 && o.n_gen > 0 && (r = bench_test(s, "tg", o.n_gen, o.reps, &res[n_res], names[n_res], 32)) == 0)
-                n_res++;
-        if (r < 0)
-                fprintf(stderr, "rig bench: running the model: %s\n", strerror(-r));
-        else
+        struct bench_result res[1 + MAX_BENCH_BATCHES];
+        int n_res = bench_plan(&o, res);
+        for (int i = 0; r == 0 && i < n_res; i++)
+                if ((r = bench_test(s, o.reps, &res[i])) < 0)
+                        report_eval_error(s, r, 0, (size_t)res[i].n_tokens);
+        if (r == 0)
                 bench_print(&o, m, s->backend->ops->name, res, n_res, s->backend->ops->copy_bandwidth(s->backend));
         session_free(s);
         model_free(m);

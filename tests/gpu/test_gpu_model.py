@@ -14,6 +14,8 @@ import numpy as np
 
 RIG = os.environ.get("RIG", "build/runtime/rig")
 TOKENS = "1,72,101,108,259,111,33,10,200,17,3,99"
+# A prompt long enough for the matrix-matrix (tile) kernels of the quantized types (16+ tokens a step)
+LONG_TOKENS = ",".join(str((i * 37 + 11) % 250) for i in range(40))
 
 # Both backends take float32 activations for float weights (only summation order separates
 # them, < 1e-4) and 8-bit activations for quantized weights: the same Q8_0 rounding for Q8_0 and
@@ -49,10 +51,14 @@ class GpuMatchesCpu(unittest.TestCase):
     def tearDownClass(cls):
         cls.dir.cleanup()
 
-    def logits(self, model, *extra, env=None):
+    def logits(self, model, *extra, env=None, tokens=TOKENS):
         out = os.path.join(self.dir.name, "l.f32")
-        rig("logits", "-m", model, "--tokens", TOKENS, "--out", out, *extra, env=env)
-        return np.fromfile(out, dtype="<f4").reshape(len(TOKENS.split(",")), -1).astype(np.float64)
+        rig("logits", "-m", model, "--tokens", tokens, "--out", out, *extra, env=env)
+        return np.fromfile(out, dtype="<f4").reshape(len(tokens.split(",")), -1).astype(np.float64)
+
+    @staticmethod
+    def max_relative_error(got, want):
+        return max(np.linalg.norm(got[i] - want[i]) / np.linalg.norm(want[i]) for i in range(len(want)))
 
     def check(self, shape, wtype, kv, bound):
         model = os.path.join(self.dir.name, f"{shape}-{wtype}.gguf")
@@ -83,14 +89,31 @@ class GpuMatchesCpu(unittest.TestCase):
                 self.check("tiny-llama", "F16", kv, bound)
 
     def test_graph_replay_matches_plain_launches(self):
-        # Each token's kernels run as one captured graph, replayed at every later position;
-        # RIG_GPU_GRAPHS=0 launches them one by one. The same kernels: the same bits.
+        # A step's kernels run as one captured graph, replayed at every later step of the same
+        # size (-b 3: four steps of 3 tokens); RIG_GPU_GRAPHS=0 launches them one by one. The
+        # same kernels: the same bits.
         model = os.path.join(self.dir.name, "graphs.gguf")
         rig("synth", "--shape", "tiny-llama", "--type", "Q4_K_M", "--seed", "5", "-o", model)
-        graphs = self.logits(model, "--kv", "q8_0")
-        plain = self.logits(model, "--kv", "q8_0", env={"RIG_GPU_GRAPHS": "0"})
+        graphs = self.logits(model, "--kv", "q8_0", "-b", "3")
+        plain = self.logits(model, "--kv", "q8_0", "-b", "3", env={"RIG_GPU_GRAPHS": "0"})
         self.assertTrue(np.isfinite(graphs).all())
         self.assertTrue(np.array_equal(graphs, plain), f"max difference {np.abs(graphs - plain).max():g}")
+
+    def test_prompt_steps_match_token_by_token_and_cpu(self):
+        # 40 tokens in one step take the matrix-matrix kernels (tiles for the quantized types),
+        # token by token the matrix-vector ones: the same products in another order.
+        for wtype in ("F16", "Q8_0", "Q4_0", "Q4_K_M", "Q5_K", "Q6_K"):
+            with self.subTest(type=wtype):
+                model = os.path.join(self.dir.name, f"long-{wtype}.gguf")
+                rig("synth", "--shape", "tiny-llama", "--type", wtype, "--seed", "4", "-o", model)
+                step = self.logits(model, "--kv", "f32", tokens=LONG_TOKENS)
+                alone = self.logits(model, "--kv", "f32", "-b", "1", tokens=LONG_TOKENS)
+                cpu = self.logits(model, "--kv", "f32", "--cpu", tokens=LONG_TOKENS)
+                self.assertTrue(np.isfinite(step).all())
+                e_alone, e_cpu = self.max_relative_error(step, alone), self.max_relative_error(step, cpu)
+                print(f"{wtype:7} 40 tokens a step: vs token by token {e_alone:.2e}, vs CPU {e_cpu:.2e}")
+                self.assertLess(e_alone, 1e-4)
+                self.assertLess(e_cpu, 2e-2)
 
     def test_greedy_text_is_the_same(self):
         model = os.path.join(self.dir.name, "greedy.gguf")

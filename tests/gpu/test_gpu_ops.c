@@ -74,17 +74,44 @@ static void model_spec_free(struct rig_model *m)
 
 static const struct spec default_spec = { 256, 3, 4, 2, 64, 1, RIG_TYPE_F32, RIG_ROPE_NORMAL, false };
 
-static struct rig_backend *backend_for(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type)
+static struct rig_backend *backend_for_seqs(const struct rig_model *m, uint32_t n_ctx, uint32_t n_seq,
+                                           enum rig_type kv_type)
 {
         struct rig_backend *b = NULL;
         char err[256];
-        int r = gpu_backend_new(m, n_ctx, kv_type, 0, &b, err, sizeof(err));
+        int r = gpu_backend_new(m, n_ctx, n_seq, kv_type, 0, &b, err, sizeof(err));
         if (r < 0) {
                 printf("FAIL gpu_backend_new: %s (%d)\n", err, r);
                 n_failed++;
                 return NULL;
         }
         return b;
+}
+
+static struct rig_backend *backend_for(const struct rig_model *m, uint32_t n_ctx, enum rig_type kv_type)
+{
+        return backend_for_seqs(m, n_ctx, 1, kv_type);
+}
+
+/* A batch's arrays, for tests that build one: up to TEST_BATCH tokens. */
+#define TEST_BATCH 64
+
+struct test_batch {
+        int32_t tokens[TEST_BATCH];
+        uint32_t pos[TEST_BATCH], seq[TEST_BATCH];
+        struct rig_batch b;
+};
+
+static const struct rig_batch *test_batch_add(struct test_batch *t, int32_t token, uint32_t pos, uint32_t seq)
+{
+        uint32_t i = t->b.n++;
+        t->tokens[i] = token;
+        t->pos[i] = pos;
+        t->seq[i] = seq;
+        t->b.tokens = t->tokens;
+        t->b.pos = t->pos;
+        t->b.seq = t->seq;
+        return &t->b;
 }
 
 static float *upload(struct rig_backend *b, const void *src, size_t bytes)
@@ -311,24 +338,32 @@ static void test_embed(enum rig_type type, uint32_t n_embd)
         s.n_embd = n_embd;
         s.n_vocab = 5;
         struct rig_model *m = model_from_spec(&s);
+        /* (5 tokens: the batch below holds each, one twice) */
         struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
         if (!b) {
                 model_spec_free(m);
                 return;
         }
-        float *got = malloc(n_embd * sizeof(float)), *want = malloc(n_embd * sizeof(float));
-        float *dx = b->ops->alloc(b, n_embd);
+        /* one batch: every token, one twice, out of order */
+        static const int32_t tokens[] = { 4, 0, 2, 2, 1, 3 };
+        const uint32_t n_tok = sizeof(tokens) / sizeof(tokens[0]);
+        float *got = malloc(n_tok * n_embd * sizeof(float)), *want = malloc(n_embd * sizeof(float));
+        float *dx = b->ops->alloc(b, (size_t)n_tok * n_embd);
         double err = NAN;
         if (dx) {
                 err = 0;
-                for (int32_t tok = 0; tok < (int32_t)s.n_vocab; tok += 2) {
-                        b->ops->begin_token(b, tok, 0);
-                        b->ops->embed(b, dx);
-                        b->ops->end_token(b);
-                        b->ops->read(b, got, dx, n_embd);
-                        rig_dequantize_row(type, (const uint8_t *)m->tok_embd.data + tok * m->tok_embd.row_bytes, want,
-                                           n_embd);
-                        double e = memcmp(got, want, n_embd * sizeof(float)) == 0 ? 0.0 : max_abs_diff(got, want, n_embd);
+                struct test_batch tb = { .b.n = 0 };
+                for (uint32_t i = 0; i < n_tok; i++)
+                        test_batch_add(&tb, tokens[i], i, 0);
+                b->ops->begin_batch(b, &tb.b);
+                b->ops->embed(b, dx);
+                b->ops->end_batch(b);
+                b->ops->read(b, got, dx, (size_t)n_tok * n_embd);
+                for (uint32_t i = 0; i < n_tok; i++) {
+                        const float *row = got + (size_t)i * n_embd;
+                        rig_dequantize_row(type, (const uint8_t *)m->tok_embd.data + tokens[i] * m->tok_embd.row_bytes,
+                                           want, n_embd);
+                        double e = memcmp(row, want, n_embd * sizeof(float)) == 0 ? 0.0 : max_abs_diff(row, want, n_embd);
                         if (e > err)
                                 err = e > 0 ? e : 1e-300;       /* a differing bit pattern counts */
                 }
@@ -360,27 +395,40 @@ static void test_embed_all(void)
 /* ---- rmsnorm: the CPU formula; sums in double on both sides, tolerance 2 float ulps of the
  * largest output ---- */
 
-static void test_rmsnorm(struct rig_backend *b, uint32_t n)
+/* rows of n, each scaled differently so each needs its own sum */
+static void test_rmsnorm(struct rig_backend *b, uint32_t n, uint32_t rows)
 {
-        float *x = random_floats(n), *w = random_floats(n), *got = malloc(n * sizeof(float)), *want = malloc(n * sizeof(float));
-        float *dx = upload(b, x, n * sizeof(float)), *dw = upload(b, w, n * sizeof(float)), *dout = b->ops->alloc(b, n);
+        size_t total = (size_t)n * rows;
+        float *x = random_floats(total), *w = random_floats(n);
+        float *got = malloc(total * sizeof(float)), *want = malloc(total * sizeof(float));
+        for (size_t i = 0; i < total; i++)
+                x[i] *= (float)(1 + i / n);
+        float *dx = upload(b, x, total * sizeof(float)), *dw = upload(b, w, n * sizeof(float));
+        float *dout = b->ops->alloc(b, total);
         double err = NAN;
         if (dx && dw && dout) {
-                b->ops->rmsnorm(b, dout, dx, dw, n);
-                b->ops->read(b, got, dout, n);
-                double ss = 0;
-                for (uint32_t i = 0; i < n; i++)
-                        ss += (double)x[i] * x[i];
-                float scale = (float)(1.0 / sqrt(ss / n + b->model->cfg.rms_eps));
-                double top = 0;
-                for (uint32_t i = 0; i < n; i++) {
-                        want[i] = x[i] * scale * w[i];
-                        top = fabs(want[i]) > top ? fabs(want[i]) : top;
+                b->ops->rmsnorm(b, dout, dx, dw, n, rows);
+                b->ops->read(b, got, dout, total);
+                err = 0;
+                for (uint32_t r = 0; r < rows; r++) {
+                        const float *xr = x + (size_t)r * n;
+                        float *wr = want + (size_t)r * n;
+                        double ss = 0;
+                        for (uint32_t i = 0; i < n; i++)
+                                ss += (double)xr[i] * xr[i];
+                        float scale = (float)(1.0 / sqrt(ss / n + b->model->cfg.rms_eps));
+                        double top = 0;
+                        for (uint32_t i = 0; i < n; i++) {
+                                wr[i] = xr[i] * scale * w[i];
+                                top = fabs(wr[i]) > top ? fabs(wr[i]) : top;
+                        }
+                        double e = max_abs_diff(got + (size_t)r * n, wr, n) / (top > 0 ? top : 1);
+                        if (!(e <= err))
+                                err = e;
                 }
-                err = max_abs_diff(got, want, n) / (top > 0 ? top : 1);
         }
         char shape[32];
-        snprintf(shape, sizeof(shape), "n %u", n);
+        snprintf(shape, sizeof(shape), "n %u x%u", n, rows);
         report(b, "rmsnorm", shape, err, 2.4e-7);
         free(x);
         free(w);
@@ -426,23 +474,34 @@ static void test_rope(enum rig_rope_type type, bool has_rope_freqs, uint32_t hea
                 model_spec_free(m);
                 return;
         }
+        /* each position alone, then all of them as the rows of one batch */
         static const uint32_t positions[] = { 0, 1, 17, 8191 };
+        const uint32_t n_positions = sizeof(positions) / sizeof(positions[0]);
         size_t n = (size_t)n_heads * head_dim;
-        for (size_t p = 0; p < sizeof(positions) / sizeof(positions[0]); p++) {
-                float *x = random_floats(n), *got = malloc(n * sizeof(float));
-                float *dx = upload(b, x, n * sizeof(float));
+        for (uint32_t p = 0; p <= n_positions; p++) {
+                uint32_t first = p < n_positions ? p : 0, rows = p < n_positions ? 1 : n_positions;
+                float *x = random_floats(n * rows), *got = malloc(n * rows * sizeof(float));
+                float *dx = upload(b, x, n * rows * sizeof(float));
                 double err = NAN;
                 if (dx) {
-                        b->ops->begin_token(b, 0, positions[p]);
+                        struct test_batch tb = { .b.n = 0 };
+                        for (uint32_t r = 0; r < rows; r++)
+                                test_batch_add(&tb, 0, positions[first + r], 0);
+                        b->ops->begin_batch(b, &tb.b);
                         b->ops->rope(b, dx, n_heads);
-                        b->ops->end_token(b);
-                        b->ops->read(b, got, dx, n);
-                        rope_reference(m, x, n_heads, positions[p]);
-                        err = max_abs_diff(got, x, n);
+                        b->ops->end_batch(b);
+                        b->ops->read(b, got, dx, n * rows);
+                        for (uint32_t r = 0; r < rows; r++)
+                                rope_reference(m, x + r * n, n_heads, positions[first + r]);
+                        err = max_abs_diff(got, x, n * rows);
                 }
-                char shape[80];
-                snprintf(shape, sizeof(shape), "%s%s %ux%u pos %u", type == RIG_ROPE_NEOX ? "neox" : "normal",
-                         has_rope_freqs ? "+freqs" : "", n_heads, head_dim, positions[p]);
+                char shape[80], where[32];
+                if (rows == 1)
+                        snprintf(where, sizeof(where), "pos %u", positions[first]);
+                else
+                        snprintf(where, sizeof(where), "%u rows, pos 0..8191", rows);
+                snprintf(shape, sizeof(shape), "%s%s %ux%u %s", type == RIG_ROPE_NEOX ? "neox" : "normal",
+                         has_rope_freqs ? "+freqs" : "", n_heads, head_dim, where);
                 report(b, "rope", shape, err, 1e-6);
                 free(x);
                 free(got);
@@ -453,8 +512,8 @@ static void test_rope(enum rig_rope_type type, bool has_rope_freqs, uint32_t hea
 
 /* ---- attention: the CPU cache (kv.c) and a plain softmax in double ---- */
 
-static void attention_reference(const struct rig_kv *kv, uint32_t layer, uint32_t pos, const float *q, float *out,
-                                uint32_t n_head, uint32_t n_head_kv, uint32_t d)
+static void attention_reference(const struct rig_kv *kv, uint32_t layer, uint32_t seq, uint32_t pos, const float *q,
+                                float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t d)
 {
         uint32_t group = n_head / n_head_kv;
         double *scores = malloc((pos + 1) * sizeof(double));
@@ -463,7 +522,7 @@ static void attention_reference(const struct rig_kv *kv, uint32_t layer, uint32_
                 uint32_t start = h / group * d;
                 double mx = -INFINITY, sum = 0;
                 for (uint32_t t = 0; t <= pos; t++) {
-                        kv_load_k(kv, layer, t, start, d, row);
+                        kv_load_k(kv, layer, seq, t, start, d, row);
                         double dot = 0;
                         for (uint32_t i = 0; i < d; i++)
                                 dot += (double)q[h * d + i] * row[i];
@@ -476,7 +535,7 @@ static void attention_reference(const struct rig_kv *kv, uint32_t layer, uint32_
                 }
                 double acc[GPU_TEST_MAX_HEAD_DIM] = { 0 };
                 for (uint32_t t = 0; t <= pos; t++) {
-                        kv_load_v(kv, layer, t, start, d, row);
+                        kv_load_v(kv, layer, seq, t, start, d, row);
                         for (uint32_t i = 0; i < d; i++)
                                 acc[i] += scores[t] / sum * row[i];
                 }
@@ -501,7 +560,11 @@ static double attention_tolerance(enum rig_type kv_type)
         }
 }
 
-static void test_attention(enum rig_type kv_type, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim, uint32_t n_pos)
+/* n_seq sequences of n_pos positions each, chunk positions of every sequence per step (one
+ * batch of n_seq * chunk tokens: a prompt's tokens attend to the earlier ones of the same step,
+ * never to another sequence's). */
+static void test_attention(enum rig_type kv_type, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim, uint32_t n_pos,
+                           uint32_t n_seq, uint32_t chunk)
 {
         struct spec s = default_spec;
         s.n_head = n_head;
@@ -509,42 +572,54 @@ static void test_attention(enum rig_type kv_type, uint32_t n_head, uint32_t n_he
         s.head_dim = head_dim;
         s.n_layer = 2;
         struct rig_model *m = model_from_spec(&s);
-        struct rig_backend *b = backend_for(m, n_pos, kv_type);
+        struct rig_backend *b = backend_for_seqs(m, n_pos, n_seq, kv_type);
         struct rig_kv kv;
-        uint32_t q_dim = n_head * head_dim, kv_dim = n_head_kv * head_dim, layer = 1;
-        if (!b || kv_init(&kv, kv_type, 2, n_pos, kv_dim) < 0) {
+        uint32_t q_dim = n_head * head_dim, kv_dim = n_head_kv * head_dim, layer = 1, rows = n_seq * chunk;
+        if (!b || rows > TEST_BATCH || kv_init(&kv, kv_type, 2, n_seq, n_pos, kv_dim) < 0) {
                 if (b)
                         b->ops->free(b);
                 model_spec_free(m);
                 return;
         }
-        float *dq = b->ops->alloc(b, q_dim), *dk = b->ops->alloc(b, kv_dim), *dv = b->ops->alloc(b, kv_dim);
-        float *dout = b->ops->alloc(b, q_dim);
-        float *got = malloc(q_dim * sizeof(float)), *want = malloc(q_dim * sizeof(float));
+        float *dq = b->ops->alloc(b, rows * q_dim), *dk = b->ops->alloc(b, rows * kv_dim);
+        float *dv = b->ops->alloc(b, rows * kv_dim), *dout = b->ops->alloc(b, rows * q_dim);
+        float *got = malloc(rows * q_dim * sizeof(float)), *want = malloc(q_dim * sizeof(float));
         double err = dq && dk && dv && dout ? 0.0 : NAN;
-        for (uint32_t pos = 0; pos < n_pos && err == err; pos++) {
-                float *q = random_floats(q_dim), *k = random_floats(kv_dim), *v = random_floats(kv_dim);
-                for (uint32_t i = 0; i < q_dim; i++)
+        for (uint32_t first = 0; first < n_pos && err == err; first += chunk) {
+                struct test_batch tb = { .b.n = 0 };
+                for (uint32_t j = 0; j < n_seq; j++)
+                        for (uint32_t pos = first; pos < first + chunk && pos < n_pos; pos++)
+                                test_batch_add(&tb, 0, pos, j);
+                uint32_t n = tb.b.n;
+                float *q = random_floats(n * q_dim), *k = random_floats(n * kv_dim), *v = random_floats(n * kv_dim);
+                for (uint32_t i = 0; i < n * q_dim; i++)
                         q[i] *= 4.0f;   /* peaked softmax: the running max matters */
-                gpu_backend_write(b, dq, q, q_dim * sizeof(float));
-                gpu_backend_write(b, dk, k, kv_dim * sizeof(float));
-                gpu_backend_write(b, dv, v, kv_dim * sizeof(float));
-                b->ops->begin_token(b, 0, pos);
+                gpu_backend_write(b, dq, q, n * q_dim * sizeof(float));
+                gpu_backend_write(b, dk, k, n * kv_dim * sizeof(float));
+                gpu_backend_write(b, dv, v, n * kv_dim * sizeof(float));
+                b->ops->begin_batch(b, &tb.b);
                 b->ops->attention(b, layer, dq, dk, dv, dout);
-                b->ops->end_token(b);
-                b->ops->read(b, got, dout, q_dim);
-                kv_store(&kv, layer, pos, k, v);
-                attention_reference(&kv, layer, pos, q, want, n_head, n_head_kv, head_dim);
-                double e = max_abs_diff(got, want, q_dim);
-                if (!(e <= err))
-                        err = e;
+                b->ops->end_batch(b);
+                b->ops->read(b, got, dout, n * q_dim);
+                for (uint32_t i = 0; i < n; i++)
+                        kv_store(&kv, layer, tb.seq[i], tb.pos[i], k + i * kv_dim, v + i * kv_dim);
+                for (uint32_t i = 0; i < n; i++) {
+                        attention_reference(&kv, layer, tb.seq[i], tb.pos[i], q + i * q_dim, want, n_head, n_head_kv,
+                                            head_dim);
+                        double e = max_abs_diff(got + i * q_dim, want, q_dim);
+                        if (!(e <= err))
+                                err = e;
+                }
                 free(q);
                 free(k);
                 free(v);
         }
         char shape[80];
         const char *kv_name = kv_type == RIG_TYPE_F32 ? "f32" : kv_type == RIG_TYPE_F16 ? "f16" : "q8_0";
-        snprintf(shape, sizeof(shape), "kv %s %u/%u heads of %u, pos 0..%u", kv_name, n_head, n_head_kv, head_dim, n_pos - 1);
+        snprintf(shape, sizeof(shape), "kv %s %u/%u heads of %u, pos 0..%u", kv_name, n_head, n_head_kv, head_dim,
+                 n_pos - 1);
+        if (rows > 1)
+                snprintf(shape + strlen(shape), sizeof(shape) - strlen(shape), " %ux%u/step", n_seq, chunk);
         report(b, "attention", shape, err, attention_tolerance(kv_type));
         free(got);
         free(want);
@@ -557,12 +632,15 @@ static void test_attention_all(void)
 {
         static const enum rig_type kv_types[] = { RIG_TYPE_F32, RIG_TYPE_F16, RIG_TYPE_Q8_0 };
         for (size_t i = 0; i < sizeof(kv_types) / sizeof(kv_types[0]); i++) {
-                test_attention(kv_types[i], 1, 1, 64, 1);
-                test_attention(kv_types[i], 8, 2, 128, 70);     /* groups of 4; more positions than warps */
-                test_attention(kv_types[i], 7, 7, 64, 5);
-                test_attention(kv_types[i], 4, 1, 256, 300);
+                test_attention(kv_types[i], 1, 1, 64, 1, 1, 1);
+                test_attention(kv_types[i], 8, 2, 128, 70, 1, 1);       /* groups of 4; more positions than warps */
+                test_attention(kv_types[i], 7, 7, 64, 5, 1, 1);
+                test_attention(kv_types[i], 4, 1, 256, 300, 1, 1);
                 if (kv_types[i] != RIG_TYPE_Q8_0)
-                        test_attention(kv_types[i], 3, 1, 80, 33);      /* head not a multiple of the warp */
+                        test_attention(kv_types[i], 3, 1, 80, 33, 1, 1);        /* head not a multiple of the warp */
+                test_attention(kv_types[i], 8, 2, 128, 70, 1, 16);      /* a prompt, 16 tokens a step */
+                test_attention(kv_types[i], 8, 2, 128, 40, 3, 1);       /* batched decode of 3 sequences */
+                test_attention(kv_types[i], 4, 1, 64, 21, 2, 8);        /* 2 prompts at once, a partial last step */
         }
 }
 
@@ -624,7 +702,9 @@ static void test_elementwise_all(void)
         }
         static const uint32_t norm_sizes[] = { 1, 7, 4096, 5120, 8191 };
         for (size_t i = 0; i < sizeof(norm_sizes) / sizeof(norm_sizes[0]); i++)
-                test_rmsnorm(b, norm_sizes[i]);
+                test_rmsnorm(b, norm_sizes[i], 1);
+        test_rmsnorm(b, 4096, 5);
+        test_rmsnorm(b, 7, 3);
         static const uint32_t sizes[] = { 1, 7, 4097, 14336 };
         for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
                 test_swiglu(b, sizes[i]);
@@ -641,7 +721,7 @@ static void test_rejects_unknown_kv_type(void)
         struct rig_model *m = model_from_spec(&default_spec);
         struct rig_backend *b = NULL;
         char err[256] = "";
-        int r = gpu_backend_new(m, 16, RIG_TYPE_Q4_K, 0, &b, err, sizeof(err));
+        int r = gpu_backend_new(m, 16, 1, RIG_TYPE_Q4_K, 0, &b, err, sizeof(err));
         bool ok = r == -EINVAL && err[0];
         printf("%-4s %-12s %-36s %s\n", ok ? "ok" : "FAIL", "new", "kv q4_K refused", err);
         if (ok)

@@ -129,6 +129,39 @@ class Cli(unittest.TestCase):
         self.assertIn("| model | size | params | backend | split | test | t/s |", table)
         self.assertRegex(table, r"\| tiny.gguf \| [0-9.]+ MiB \| [0-9.]+ M \| cpu \| none \| tg4 \| [0-9.]+ ± [0-9.]+ \|")
 
+    def test_logits_are_the_same_whatever_the_step_size(self):
+        outs = []
+        for b in ("1", "3", "512"):         # token by token, steps of 3 and a partial one, all at once
+            path = os.path.join(self.dir.name, f"b{b}.f32")
+            rig("logits", "-m", self.model, "--tokens", TOKENS, "--out", path, "-b", b)
+            outs.append(np.fromfile(path, dtype="<f4"))
+        n = len(TOKENS.split(","))
+        self.assertTrue(outs[0].size > 0 and outs[0].size % n == 0)        # n_tokens x n_vocab
+        for other in outs[1:]:
+            np.testing.assert_array_equal(other, outs[0])   # the CPU's arithmetic per row is the same
+
+    def test_bench_batched_decode_reports_each_batch_size(self):
+        r = rig("bench", "-m", self.model, "-p", "0", "-n", "4", "-r", "1", "-B", "1,3", "--json")
+        out = json.loads(r.stdout)
+        tests = {t["test"]: t for t in out["results"]}
+        self.assertEqual(sorted(tests), ["tg4", "tg4 B=3"])
+        self.assertEqual(tests["tg4"]["batch"], 1)
+        self.assertEqual(tests["tg4 B=3"]["batch"], 3)
+        for t in tests.values():
+            self.assertGreater(t["tokens_per_s"], 0)
+        # the weights stream once a step, for all the batch's sequences: bytes per step are the same
+        per_step = [t["weight_bytes_per_s"] * t["batch"] / t["tokens_per_s"] for t in tests.values()]
+        self.assertAlmostEqual(per_step[0] / per_step[1], 1.0, places=3)
+        self.assertGreater(per_step[0], 0.5 * out["size_bytes"])
+        table = rig("bench", "-m", self.model, "-p", "0", "-n", "2", "-r", "1", "-B", "2").stdout
+        self.assertRegex(table, r"\| cpu \| none \| tg2 B=2 \| [0-9.]+ ± [0-9.]+ \|")
+
+    def test_bench_rejects_bad_batch_sizes(self):
+        for arg in ("0", "1,,2", "4k", "1,2,300"):
+            r = rig("bench", "-m", self.model, "-B", arg, check=False)
+            self.assertEqual(r.returncode, 2, arg)
+            self.assertIn("-B takes", r.stderr)
+
     def test_bench_without_a_model_is_a_usage_error(self):
         r = rig("bench", "-p", "8", check=False)
         self.assertEqual(r.returncode, 2)

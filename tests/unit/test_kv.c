@@ -1,5 +1,5 @@
 /* The KV cache: rows stored in F32, F16 and Q8_0 come back within each type's precision, per
- * head slice, at the right layer and position. */
+ * head slice, at the right layer, sequence and position. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 
 #include "kv.h"
 
-enum { LAYERS = 3, CTX = 5, DIM = 128, HEAD = 64 };
+enum { LAYERS = 3, SEQS = 2, CTX = 5, DIM = 128, HEAD = 64 };
 
 static void fill(float *v, int seed)
 {
@@ -29,28 +29,32 @@ static float bound(enum rig_type t, float amax)
 static void round_trip(enum rig_type type)
 {
         struct rig_kv kv;
-        assert_int_equal(kv_init(&kv, type, LAYERS, CTX, DIM), 0);
+        assert_int_equal(kv_init(&kv, type, LAYERS, SEQS, CTX, DIM), 0);
         float k[DIM], v[DIM], out[DIM];
         for (int l = 0; l < LAYERS; l++)
-                for (int p = 0; p < CTX; p++) {
-                        fill(k, l * 10 + p);
-                        fill(v, l * 10 + p + 100);
-                        kv_store(&kv, (uint32_t)l, (uint32_t)p, k, v);
-                }
-        for (int l = 0; l < LAYERS; l++)
-                for (int p = 0; p < CTX; p++)
-                        for (int start = 0; start < DIM; start += HEAD) {
-                                fill(k, l * 10 + p);
-                                fill(v, l * 10 + p + 100);
-                                kv_load_k(&kv, (uint32_t)l, (uint32_t)p, (uint32_t)start, HEAD, out);
-                                float amax = 1.0f + (float)(l * 10 + p);
-                                for (int i = 0; i < HEAD; i++)
-                                        assert_true(fabsf(out[i] - k[start + i]) <= bound(type, amax));
-                                kv_load_v(&kv, (uint32_t)l, (uint32_t)p, (uint32_t)start, HEAD, out);
-                                amax += 100.0f;
-                                for (int i = 0; i < HEAD; i++)
-                                        assert_true(fabsf(out[i] - v[start + i]) <= bound(type, amax));
+                for (int s = 0; s < SEQS; s++)
+                        for (int p = 0; p < CTX; p++) {
+                                int seed = l * 20 + s * 10 + p;
+                                fill(k, seed);
+                                fill(v, seed + 100);
+                                kv_store(&kv, (uint32_t)l, (uint32_t)s, (uint32_t)p, k, v);
                         }
+        for (int l = 0; l < LAYERS; l++)
+                for (int s = 0; s < SEQS; s++)
+                        for (int p = 0; p < CTX; p++)
+                                for (int start = 0; start < DIM; start += HEAD) {
+                                        int seed = l * 20 + s * 10 + p;
+                                        fill(k, seed);
+                                        fill(v, seed + 100);
+                                        kv_load_k(&kv, (uint32_t)l, (uint32_t)s, (uint32_t)p, (uint32_t)start, HEAD, out);
+                                        float amax = 1.0f + (float)seed;
+                                        for (int i = 0; i < HEAD; i++)
+                                                assert_true(fabsf(out[i] - k[start + i]) <= bound(type, amax));
+                                        kv_load_v(&kv, (uint32_t)l, (uint32_t)s, (uint32_t)p, (uint32_t)start, HEAD, out);
+                                        amax += 100.0f;
+                                        for (int i = 0; i < HEAD; i++)
+                                                assert_true(fabsf(out[i] - v[start + i]) <= bound(type, amax));
+                                }
         kv_free(&kv);
 }
 
@@ -67,7 +71,9 @@ static void test_sizes_and_names(void **state)
         assert_int_equal(t, RIG_TYPE_Q8_0);
         assert_int_equal(kv_type_from_name("q4_0", &t), -22);
         struct rig_kv kv;
-        assert_int_equal(kv_init(&kv, RIG_TYPE_Q8_0, 1, 1, 48), -22);  /* not a multiple of 32 */
+        assert_int_equal(kv_init(&kv, RIG_TYPE_Q8_0, 1, 1, 1, 48), -22);  /* not a multiple of 32 */
+        assert_int_equal(kv_init(&kv, RIG_TYPE_F16, 1, 0, 1, 64), -22);   /* no sequences */
+        assert_int_equal(kv_init(&kv, RIG_TYPE_F16, 1, 1, 0, 64), -22);   /* no positions */
 }
 
 int main(void)
