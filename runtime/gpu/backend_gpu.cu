@@ -12,6 +12,7 @@
 #include "backend_gpu.h"
 #include "kernels.h"
 #include "layout.h"
+#include "op_profile.h"
 #include "rig_assert.h"
 #include "step_graph.h"
 
@@ -46,6 +47,7 @@ struct gpu_backend {
         struct gpu_batch batch;         /* the step's, pointing into batch_buf */
         struct step_graph graph;        /* the ops of a step, recorded while in_step */
         bool in_step;
+        struct op_profile *profile;     /* RIG_GPU_PROFILE: each op timed (op_profile.h), else NULL */
         cudaError_t error;              /* first failure of an op, and which op */
         const char *error_op;
 };
@@ -291,6 +293,9 @@ static void gpu_free(struct rig_backend *b)
         cudaFree(g->batch_buf);
         cudaFree(g->launch.split_ws);
         step_graph_free(&g->graph);
+        if (g->profile)
+                op_profile_print(g->profile, stderr);
+        op_profile_free(g->profile);
         if (g->launch.stream)
                 cudaStreamDestroy(g->launch.stream);
         free(g->layers);
@@ -353,10 +358,19 @@ static const char *op_name(enum op_kind k)
         return names[k];
 }
 
-static void run_op(void *ctx, const void *record)
+/* The profile's name of an op: a matmul by weight type and shape, the others by kind. */
+static void profile_name(const struct gpu_op *op, char *out, size_t size)
 {
-        struct gpu_backend *g = (struct gpu_backend *)ctx;
-        const struct gpu_op *op = (const struct gpu_op *)record;
+        if (op->kind != OP_MATMUL) {
+                snprintf(out, size, "%s", op_name(op->kind));
+                return;
+        }
+        const struct rig_type_info *t = rig_type_get(op->w.type);
+        snprintf(out, size, "matmul %s %ux%u x%u", t ? t->name : "?", op->w.n_out, op->w.n_in, op->n);
+}
+
+static void launch_op(struct gpu_backend *g, const struct gpu_op *op)
+{
         const struct gpu_launch *l = &g->launch;
         const struct rig_config *c = &g->model.cfg;
         switch (op->kind) {
@@ -385,7 +399,24 @@ static void run_op(void *ctx, const void *record)
                 gpu_add(l, op->out, op->a, op->n);
                 break;
         }
+}
+
+static void run_op(void *ctx, const void *record)
+{
+        struct gpu_backend *g = (struct gpu_backend *)ctx;
+        const struct gpu_op *op = (const struct gpu_op *)record;
+        if (!g->profile) {
+                launch_op(g, op);
+                check_launch(g, op_name(op->kind));
+                return;
+        }
+        char what[64];
+        profile_name(op, what, sizeof(what));
+        op_profile_begin(g->profile, g->launch.stream);
+        launch_op(g, op);
         check_launch(g, op_name(op->kind));
+        op_profile_end(g->profile, g->launch.stream, what,
+                       op->kind == OP_MATMUL ? (double)op->w.row_bytes * op->w.n_out : 0.0);
 }
 
 /* Inside a step the op waits for end_batch; outside (tests of single ops) it runs now. */
@@ -500,6 +531,8 @@ static void gpu_begin_batch(struct rig_backend *b, const struct rig_batch *batch
                 return;                 /* noted: read() reports it */
         }
         write_batch(g, batch);
+        if (g->profile)
+                op_profile_step(g->profile);
         step_graph_begin(&g->graph);
         g->in_step = true;
 }
@@ -673,6 +706,19 @@ extern "C" int gpu_device_count(void)
         return n;
 }
 
+/* RIG_GPU_MV=ROWS,UNROLL: the quantized matvec's rows per warp and chunks per step (matvec.cu),
+ * for whoever tunes a card (as people edit launch parameters of other runtimes' kernels by
+ * hand); unset or unparsable, the kernel's default. */
+static void matvec_shape_from_env(struct gpu_launch *launch)
+{
+        const char *env = getenv("RIG_GPU_MV");
+        unsigned rows = 0, unroll = 0;
+        if (env && sscanf(env, "%u,%u", &rows, &unroll) == 2) {
+                launch->mv_rows = rows;
+                launch->mv_unroll = unroll;
+        }
+}
+
 /* Scratch for the partial sums of the tile kernel's K slices: 8 slices of 64 columns of a
  * 16384-row product fit (matmul_tiles.cu takes fewer slices where they would not). */
 #define SPLIT_WS_FLOATS ((size_t)8 << 20)
@@ -697,6 +743,7 @@ static int open_device(int device, struct gpu_launch *launch, char *err, size_t 
         launch->warp_size = prop.warpSize;
         launch->cc_major = prop.major;
         launch->n_sm = prop.multiProcessorCount;
+        matvec_shape_from_env(launch);
         if ((e = cudaStreamCreateWithFlags(&launch->stream, cudaStreamNonBlocking)) != cudaSuccess)
                 return errmsg(err, err_size, -ENODEV, "creating a stream on " VENDOR_LABEL " device %d: %s", device,
                               cudaGetErrorString(e));
@@ -727,6 +774,9 @@ extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, uint32
         }
         g->model.layers = g->layers;
         step_graph_init(&g->graph, sizeof(struct gpu_op));
+        g->profile = op_profile_new();
+        if (g->profile)
+                g->graph.is_off = true;         /* each op timed alone */
         if ((r = open_device(device, &g->launch, err, err_size)) < 0 || (r = upload_weights(g, m, err, err_size)) < 0 ||
             (r = upload_rope_freqs(g, m, err, err_size)) < 0 ||
             (r = alloc_kv(g, kv_type, n_ctx, n_seq, err, err_size)) < 0)

@@ -11,6 +11,8 @@ struct gpu_launch {
         int warp_size;                  /* of the device: 32, or 64 on AMD gfx9 */
         int cc_major;                   /* compute capability major (NVIDIA: 8 = sm_80, tensor core mma.sync) */
         int n_sm;                       /* multiprocessors (compute units): how many blocks fill the device */
+        uint32_t mv_rows, mv_unroll;    /* quantized matvec of one column: rows a warp, chunks a step
+                                         * (matvec.cu; 0: its default) */
         float *split_ws;                /* device scratch of split_ws_floats for the tile kernel's K slices */
         size_t split_ws_floats;         /* 0: no scratch, the tile kernel does not split K */
 };

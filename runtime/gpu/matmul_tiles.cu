@@ -9,7 +9,12 @@
  *     dot = a * dx * sum(level * xq) - m * (dx * sum(xq))
  * The products run on tensor cores (mma.sync, NVIDIA sm_80+) or by dp4a (any device, any warp
  * width: that path knows threads only by their index in the block). The next step's global loads
- * are issued into registers before the products of this one, so they are in flight meanwhile. */
+ * are issued into registers before the products of this one, so they are in flight meanwhile.
+ *
+ * When the tiles are too few to occupy the device (few rows, few columns), K is cut into slices
+ * of whole steps, one block per (tile, slice): each writes its partial sums to the scratch of
+ * struct gpu_launch, and a second kernel adds the slices in a fixed order (so a graph replay
+ * equals plain launches bit for bit), then the bias. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,10 +60,11 @@ struct tile_args {
         const uint8_t *w;
         size_t stride;                  /* bytes from one row to the next */
         uint32_t n_in, n_out, n_cols;
+        uint32_t slice_steps;           /* steps of TILE_K per K slice (blockIdx.z); all of K: one slice */
         const int8_t *xq;               /* [n_cols][n_in], the chunk order of layout.h */
         const float2 *xds;              /* [n_cols][n_in / 32] */
-        const float *bias;              /* [n_out] or NULL */
-        float *y;                       /* [n_cols][n_out] */
+        const float *bias;              /* [n_out] or NULL (always NULL with more than one slice) */
+        float *y;                       /* [slices][n_cols][n_out]: y itself, or the partial sums */
 };
 
 /* One step's operands in shared memory (40 KB: under the 48 KB of a static allocation); 16-byte
@@ -350,9 +356,11 @@ static __device__ __forceinline__ void tile_products_dp4a(const tile_smem &s, fl
 
 /* ---- the kernel ---- */
 
+/* The tile's sums into slice blockIdx.z of a.y. */
 template <bool MMA>
 static __device__ __forceinline__ void tile_write(const tile_args &a, uint32_t row0, uint32_t col0, const float *acc)
 {
+        float *y = a.y + (size_t)blockIdx.z * a.n_cols * a.n_out;
 #pragma unroll
         for (uint32_t k = 0; k < TILE_ACC; k++) {
                 uint32_t row, col;
@@ -363,11 +371,12 @@ static __device__ __forceinline__ void tile_write(const tile_args &a, uint32_t r
                 row += row0;
                 col += col0;
                 if (row < a.n_out && col < a.n_cols)
-                        a.y[(size_t)col * a.n_out + row] = a.bias ? acc[k] + a.bias[row] : acc[k];
+                        y[(size_t)col * a.n_out + row] = a.bias ? acc[k] + a.bias[row] : acc[k];
         }
 }
 
-/* Block (x, y): rows 128 x .. 128 x + 127, columns 64 y .. 64 y + 63. */
+/* Block (x, y, z): rows 128 x .. 128 x + 127, columns 64 y .. 64 y + 63, steps
+ * z slice_steps .. (z + 1) slice_steps - 1 of K. */
 template <typename D, bool MMA>
 __global__ void __launch_bounds__(TILE_THREADS, TILE_MIN_BLOCKS) matmul_tiles_kernel(tile_args a)
 {
@@ -375,13 +384,15 @@ __global__ void __launch_bounds__(TILE_THREADS, TILE_MIN_BLOCKS) matmul_tiles_ke
         __shared__ tile_smem s;
         uint32_t row0 = blockIdx.x * TILE_ROWS, col0 = blockIdx.y * TILE_COLS;
         uint32_t n_steps = (a.n_in / D::CHUNK + S::KC - 1) / S::KC;
+        uint32_t first = blockIdx.z * a.slice_steps;    /* < n_steps: the host leaves no slice empty */
+        uint32_t end = n_steps - first < a.slice_steps ? n_steps : first + a.slice_steps;
         float acc[TILE_ACC] = {};
         tile_loads<D> l;
-        tile_load<D>(a, row0, col0, 0, l);
-        for (uint32_t step = 0; step < n_steps; step++) {
+        tile_load<D>(a, row0, col0, first * S::KC, l);
+        for (uint32_t step = first; step < end; step++) {
                 tile_store<D>(a, row0, step * S::KC, l, s);
                 __syncthreads();
-                if (step + 1 < n_steps)
+                if (step + 1 < end)
                         tile_load<D>(a, row0, col0, (step + 1) * S::KC, l);
                 if (MMA)
                         tile_products_mma<D>(s, acc);
@@ -392,7 +403,82 @@ __global__ void __launch_bounds__(TILE_THREADS, TILE_MIN_BLOCKS) matmul_tiles_ke
         tile_write<MMA>(a, row0, col0, acc);
 }
 
+/* y[i] = the sum of the n_slices partial sums part[k][i], k = 0, 1, ... in order, + bias[row];
+ * i = col * n_out + row < n. */
+static __global__ void tile_sum_slices(const float *part, uint32_t n_slices, size_t n, uint32_t n_out,
+                                       const float *bias, float *y)
+{
+        size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+        if (i >= n)
+                return;
+        float sum = part[i];
+        for (uint32_t k = 1; k < n_slices; k++)
+                sum += part[k * n + i];
+        y[i] = bias ? sum + bias[i % n_out] : sum;
+}
+
 /* ---- host ---- */
+
+/* K slices. A block of this kernel keeps a multiprocessor to itself (TILE_MIN_BLOCKS: its
+ * registers leave room for no other) and its time is about proportional to its steps, whatever
+ * the other multiprocessors do (H200, 4096 x 14336: 32 blocks of 112 steps take 332 us, 256
+ * take 669 us). So a grid takes waves x steps per block, a wave being the blocks the device runs
+ * at once; the split picks the slices that minimize it, among those with:
+ *   - at least TILE_SPLIT_MIN_STEPS steps a slice: each block adds about one step of its own
+ *     (its first loads, overlapped with nothing, and its writes), and each slice a round trip of
+ *     the partial sums;
+ *   - at most about TILE_SPLIT_WAVES waves of blocks: beyond, more slices only trade waves for
+ *     steps; and no split at all from TILE_SPLIT_WAVES waves of tiles on;
+ *   - the partial sums within the scratch.
+ * A slice is whole steps, and may begin at any: a step is whole chunks, and a decoder finds the
+ * scales of a chunk from its index (a Q4_K..Q6_K super-block of 256 spans two steps). */
+#define TILE_SPLIT_MIN_STEPS 4
+#define TILE_SPLIT_WAVES 2
+#define TILE_SUM_THREADS 256
+
+/* What a grid of n_tiles tiles of n_steps steps, slice_steps to a slice, costs: waves (of
+ * per_wave blocks) x (steps of a block + the block's own, about one). */
+static uint64_t tile_split_cost(uint32_t n_tiles, uint32_t n_steps, uint32_t slice_steps, uint32_t per_wave)
+{
+        uint64_t blocks = (uint64_t)n_tiles * ((n_steps + slice_steps - 1) / slice_steps);
+        return (blocks + per_wave - 1) / per_wave * (slice_steps + 1);
+}
+
+/* Steps of TILE_K a K slice takes for n_tiles tiles of n_steps steps and n_outputs outputs
+ * (n_cols x n_out); n_steps for no split. The slices are then n_steps / slice_steps, rounded up,
+ * none empty. */
+static uint32_t tile_slice_steps(const struct gpu_launch *g, uint32_t n_tiles, uint32_t n_steps, size_t n_outputs)
+{
+        if (g->n_sm <= 0 || n_steps < 2 * TILE_SPLIT_MIN_STEPS || g->split_ws_floats / n_outputs < 2)
+                return n_steps;
+        uint32_t per_wave = TILE_MIN_BLOCKS * (uint32_t)g->n_sm;
+        if (n_tiles >= TILE_SPLIT_WAVES * per_wave)
+                return n_steps;
+        size_t max_slices = n_steps / TILE_SPLIT_MIN_STEPS;
+        if (max_slices > g->split_ws_floats / n_outputs)
+                max_slices = g->split_ws_floats / n_outputs;
+        if (max_slices > (TILE_SPLIT_WAVES * per_wave + n_tiles - 1) / n_tiles)
+                max_slices = (TILE_SPLIT_WAVES * per_wave + n_tiles - 1) / n_tiles;
+        uint32_t best = n_steps;
+        uint64_t best_cost = tile_split_cost(n_tiles, n_steps, n_steps, per_wave);
+        for (uint32_t slices = 2; slices <= max_slices; slices++) {
+                uint32_t steps = (n_steps + slices - 1) / slices;
+                uint64_t cost = tile_split_cost(n_tiles, n_steps, steps, per_wave);
+                if (cost < best_cost) {         /* ties: fewer slices, less partial-sum traffic */
+                        best = steps;
+                        best_cost = cost;
+                }
+        }
+        return best;
+}
+
+/* y[n_outputs] = the sum of the n_slices partial sums in g->split_ws, + bias. */
+static void tile_sum_launch(const struct gpu_launch *g, uint32_t n_slices, size_t n_outputs, uint32_t n_out,
+                            const float *bias, float *y)
+{
+        unsigned blocks = (unsigned)((n_outputs + TILE_SUM_THREADS - 1) / TILE_SUM_THREADS);
+        tile_sum_slices<<<blocks, TILE_SUM_THREADS, 0, g->stream>>>(g->split_ws, n_slices, n_outputs, n_out, bias, y);
+}
 
 typedef void (*tile_launch_fn)(const tile_args &, dim3, cudaStream_t);
 
@@ -456,6 +542,16 @@ void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, co
         a.bias = bias;
         a.y = y;
         dim3 grid((w->n_out + TILE_ROWS - 1) / TILE_ROWS, (n_cols + TILE_COLS - 1) / TILE_COLS);
+        uint32_t n_steps = (w->n_in + TILE_K - 1) / TILE_K;
+        size_t n_outputs = (size_t)n_cols * w->n_out;
+        a.slice_steps = tile_slice_steps(g, grid.x * grid.y, n_steps, n_outputs);
+        grid.z = n_steps > a.slice_steps ? (n_steps + a.slice_steps - 1) / a.slice_steps : 1;
+        if (grid.z > 1) {
+                a.bias = NULL;          /* added once, by the sum */
+                a.y = g->split_ws;
+        }
         tile_launch_fn fn = e->mma && tiles_take_mma(g) ? e->mma : e->dp4a;
         fn(a, grid, g->stream);
+        if (grid.z > 1)
+                tile_sum_launch(g, grid.z, n_outputs, w->n_out, bias, y);
 }

@@ -108,25 +108,59 @@ __global__ void matvec_float_kernel(matvec_args a)
         store_row<NCOLS>(a, r, acc);
 }
 
-template <typename D, int NCOLS>
+/* Quantized rows: warp w of the grid takes rows ROWS w .. ROWS w + ROWS-1, lane l chunks l,
+ * l + WARP_SIZE, ..., UNROLL of them a step with every load issued before the first product:
+ * at batch 1 the kernel waits on load latency, not on bandwidth (ncu: 80% of issue slots
+ * stalled on L1TEX), so what counts is how many loads each lane has in flight. Several rows
+ * per warp also share each activation load. ROWS and UNROLL are chosen by measurement
+ * (gpu_launch.mv_rows, mv_unroll; bench_gpu_matvec sweeps them). */
+template <typename D, int NCOLS, int ROWS, int UNROLL>
 __global__ void matvec_int8_kernel(matvec_args a)
 {
-        row_share r = share_of(a);
-        const uint8_t *wr = a.w + (size_t)r.row * a.stride;
+        uint32_t lane = threadIdx.x;
+        uint32_t row0 = (blockIdx.x * MATVEC_BLOCK_WARPS + threadIdx.y) * ROWS;
         uint32_t n_chunks = a.n_in / D::CHUNK, n_blocks = a.n_in / 32;
-        uint32_t end = r.is_live ? n_chunks : 0;
-        float acc[NCOLS] = {};
-        /* two chunks' loads in flight per lane: memory latency is what bounds each step */
-#pragma unroll 2
-        for (uint32_t c = r.first; c < end; c += r.step) {
-                chunk_place at = place_of(c, n_chunks);
-                typename D::W wv;
-                D::load(wr, a.n_in, c, at, wv);
+        uint32_t end = row0 < a.n_out ? n_chunks : 0;
+        const uint8_t *wr[ROWS];
 #pragma unroll
-                for (int j = 0; j < NCOLS; j++)
-                        acc[j] += D::dot(wv, c, at, a.xq + (size_t)j * a.n_in, a.xds + (size_t)j * n_blocks);
+        for (int r = 0; r < ROWS; r++)      /* a row past the end reads the last one again, unused */
+                wr[r] = a.w + (size_t)(row0 + r < a.n_out ? row0 + r : a.n_out - 1) * a.stride;
+        float acc[ROWS][NCOLS] = {};
+        for (uint32_t c0 = lane; c0 < end; c0 += UNROLL * WARP_SIZE) {
+                typename D::W wv[UNROLL][ROWS];
+#pragma unroll
+                for (int u = 0; u < UNROLL; u++) {
+                        uint32_t c = c0 + u * WARP_SIZE;
+                        if (u == 0 || c < end) {
+                                chunk_place at = place_of(c, n_chunks);
+#pragma unroll
+                                for (int r = 0; r < ROWS; r++)
+                                        D::load(wr[r], a.n_in, c, at, wv[u][r]);
+                        }
+                }
+#pragma unroll
+                for (int u = 0; u < UNROLL; u++) {
+                        uint32_t c = c0 + u * WARP_SIZE;
+                        if (u > 0 && c >= end)
+                                break;
+                        chunk_place at = place_of(c, n_chunks);
+#pragma unroll
+                        for (int j = 0; j < NCOLS; j++)
+#pragma unroll
+                                for (int r = 0; r < ROWS; r++)
+                                        acc[r][j] += D::dot(wv[u][r], c, at, a.xq + (size_t)j * a.n_in,
+                                                            a.xds + (size_t)j * n_blocks);
+                }
         }
-        store_row<NCOLS>(a, r, acc);
+#pragma unroll
+        for (int r = 0; r < ROWS; r++)
+#pragma unroll
+                for (int j = 0; j < NCOLS; j++) {
+                        float sum = warp_sum(acc[r][j]);
+                        uint32_t row = row0 + r;
+                        if (lane == 0 && row < a.n_out)
+                                a.y[(size_t)j * a.n_out + row] = a.bias ? sum + a.bias[row] : sum;
+                }
 }
 
 /* The two kernel families, as types whose launch<NCOLS> starts the instance for D. */
@@ -139,12 +173,13 @@ struct float_kernels {
         }
 };
 
+/* Several columns: one row a warp, two chunks a step (the sweep's variants are for n = 1). */
 template <typename D>
 struct int8_kernels {
         template <int NCOLS>
         static void launch(const matvec_args &a, dim3 grid, dim3 block, cudaStream_t s)
         {
-                matvec_int8_kernel<D, NCOLS><<<grid, block, 0, s>>>(a);
+                matvec_int8_kernel<D, NCOLS, 1, 2><<<grid, block, 0, s>>>(a);
         }
 };
 
@@ -166,26 +201,58 @@ static void launch_cols(const matvec_args &a, uint32_t n_cols, dim3 grid, dim3 b
 
 typedef void (*launch_fn)(const matvec_args &, uint32_t, dim3, dim3, cudaStream_t);
 
+/* One column of a quantized type, ROWS rows a warp and UNROLL chunks a step as g asks (the
+ * pairs instantiated below; any other pair takes 1 and 2). */
+template <typename D>
+static void launch_int8_single(const struct gpu_launch *g, const matvec_args &a, dim3 block)
+{
+        uint32_t rows = g->mv_rows, unroll = g->mv_unroll;
+        bool known = (rows == 1 && (unroll == 1 || unroll == 2 || unroll == 4)) || (rows == 2 && unroll <= 2 && unroll) ||
+                     (rows == 4 && unroll == 1);
+        if (!known) {
+                rows = 1;
+                unroll = 2;
+        }
+        uint32_t rows_per_block = MATVEC_BLOCK_WARPS * rows;
+        dim3 grid((a.n_out + rows_per_block - 1) / rows_per_block);
+        cudaStream_t s = g->stream;
+        if (rows == 1 && unroll == 1)
+                matvec_int8_kernel<D, 1, 1, 1><<<grid, block, 0, s>>>(a);
+        else if (rows == 1 && unroll == 2)
+                matvec_int8_kernel<D, 1, 1, 2><<<grid, block, 0, s>>>(a);
+        else if (rows == 1)
+                matvec_int8_kernel<D, 1, 1, 4><<<grid, block, 0, s>>>(a);
+        else if (rows == 2 && unroll == 1)
+                matvec_int8_kernel<D, 1, 2, 1><<<grid, block, 0, s>>>(a);
+        else if (rows == 2)
+                matvec_int8_kernel<D, 1, 2, 2><<<grid, block, 0, s>>>(a);
+        else
+                matvec_int8_kernel<D, 1, 4, 1><<<grid, block, 0, s>>>(a);
+}
+
+typedef void (*single_fn)(const struct gpu_launch *, const matvec_args &, dim3);
+
 /* vec needs n_in % 8 == 0 for the float types; scalar (float types only) takes any n_in. The
- * quantized types read 8-bit activations (gpu_act_order_of their type is not GPU_ACT_NONE). */
+ * quantized types read 8-bit activations (gpu_act_order_of their type is not GPU_ACT_NONE), and
+ * have single for one column. */
 struct matvec_entry {
         enum rig_type type;
         launch_fn vec, scalar;
+        single_fn single;
 };
 
 /* Elements a float type's vec kernel takes per chunk. */
 #define FLOAT_VEC_CHUNK 8
 
 static const struct matvec_entry matvec_table[] = {
-        { RIG_TYPE_F32, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> > },
-        { RIG_TYPE_F16, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> > },
-        { RIG_TYPE_BF16, launch_cols<float_kernels<dec_bf16> >,
-          launch_cols<float_kernels<dec_bf16_scalar> > },
-        { RIG_TYPE_Q4_0, launch_cols<int8_kernels<dot_q4_0> >, NULL },
-        { RIG_TYPE_Q8_0, launch_cols<int8_kernels<dot_q8_0> >, NULL },
-        { RIG_TYPE_Q4_K, launch_cols<int8_kernels<dot_q4_k> >, NULL },
-        { RIG_TYPE_Q5_K, launch_cols<int8_kernels<dot_q5_k> >, NULL },
-        { RIG_TYPE_Q6_K, launch_cols<int8_kernels<dot_q6_k> >, NULL },
+        { RIG_TYPE_F32, launch_cols<float_kernels<dec_f32> >, launch_cols<float_kernels<dec_f32_scalar> >, NULL },
+        { RIG_TYPE_F16, launch_cols<float_kernels<dec_f16> >, launch_cols<float_kernels<dec_f16_scalar> >, NULL },
+        { RIG_TYPE_BF16, launch_cols<float_kernels<dec_bf16> >, launch_cols<float_kernels<dec_bf16_scalar> >, NULL },
+        { RIG_TYPE_Q4_0, launch_cols<int8_kernels<dot_q4_0> >, NULL, launch_int8_single<dot_q4_0> },
+        { RIG_TYPE_Q8_0, launch_cols<int8_kernels<dot_q8_0> >, NULL, launch_int8_single<dot_q8_0> },
+        { RIG_TYPE_Q4_K, launch_cols<int8_kernels<dot_q4_k> >, NULL, launch_int8_single<dot_q4_k> },
+        { RIG_TYPE_Q5_K, launch_cols<int8_kernels<dot_q5_k> >, NULL, launch_int8_single<dot_q5_k> },
+        { RIG_TYPE_Q6_K, launch_cols<int8_kernels<dot_q6_k> >, NULL, launch_int8_single<dot_q6_k> },
 };
 
 static const struct matvec_entry *matvec_find(enum rig_type type)
@@ -275,6 +342,7 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
         dim3 block(g->warp_size, MATVEC_BLOCK_WARPS);
         dim3 grid((w->n_out + rows_per_block - 1) / rows_per_block);
         for (uint32_t j = 0; j < n_cols; j += GPU_MAX_COLS) {
+                uint32_t cols = n_cols - j < GPU_MAX_COLS ? n_cols - j : GPU_MAX_COLS;
                 matvec_args a;
                 a.w = (const uint8_t *)w->data;
                 a.stride = w->row_bytes;
@@ -286,7 +354,9 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
                 a.bias = bias;
                 a.y = y + (size_t)j * w->n_out;
                 a.warps_per_row = warps_per_row;
-                uint32_t cols = n_cols - j < GPU_MAX_COLS ? n_cols - j : GPU_MAX_COLS;
-                fn(a, cols, grid, block, g->stream);
+                if (cols == 1 && e->single)
+                        e->single(g, a, block);
+                else
+                        fn(a, cols, grid, block, g->stream);
         }
 }

@@ -4,9 +4,11 @@
  * with events, in µs and effective GB/s (GGUF weight bytes / time). Twice: the same weights
  * every run (the L2 may hold part of them, as in ggml's test-backend-ops), and rotating through
  * copies totalling over 100 MB (more than an H100's 50 MB or an H200's 60 MB L2). For the
- * quantized types also n=64 and n=512 columns (a prompt: the tile kernel, matmul_tiles.cu), on
- * tensor cores and on the dp4a path (RIG_GPU_MMA=0), rotating, in µs and effective TOPS
- * (2 x 4096 x 14336 x n / time). Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
+ * quantized types also n=16, n=64 and n=512 columns (a batched decode, a prompt: the tile kernel,
+ * matmul_tiles.cu, K split into slices where its tiles are too few for the device), on tensor
+ * cores and on the dp4a path (RIG_GPU_MMA=0), rotating, in µs and effective TOPS
+ * (2 x 4096 x 14336 x n / time); and n=1 for each rows-per-warp / chunks-per-step pair of the
+ * quantized matvec (RIG_GPU_MV) on two shapes. Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
  * runs one type. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 #define N_COLS_MAX 512
 #define N_COLS_MATVEC 8
 #define ROTATE_BYTES ((size_t)100 << 20)
+#define SPLIT_WS_FLOATS ((size_t)8 << 20)      /* the tile kernel's scratch, as the backend allocates it */
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -91,10 +94,11 @@ static float time_tiles(const struct gpu_launch *g, struct rig_weight *weights, 
         return us;
 }
 
-/* n=64 and n=512 columns, rotating weights: tensor cores (where the device has them) and dp4a. */
+/* n=16, n=64 and n=512 columns, rotating weights: tensor cores (where the device has them) and
+ * dp4a. */
 static int bench_tiles(const struct gpu_launch *g, struct rig_weight *weights, size_t n_copies, const struct bench_io *io)
 {
-        static const uint32_t cols[] = { 64, 512 };
+        static const uint32_t cols[] = { 16, 64, 512 };
         bool has_mma = GPU_HAS_MMA_SYNC && g->cc_major >= 8;
         printf("     ");
         for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++) {
@@ -109,24 +113,69 @@ static int bench_tiles(const struct gpu_launch *g, struct rig_weight *weights, s
         return check(cudaGetLastError(), "tiled matmul");
 }
 
-static int bench_type(const struct gpu_launch *g, enum rig_type type, const struct bench_io *io)
+/* Rotating copies of a random n_out x n_in matrix of type in the device layout, over
+ * ROTATE_BYTES in all; *n_copies of them, free with free_weights. */
+static struct rig_weight *upload_weights(enum rig_type type, uint32_t n_out, uint32_t n_in, size_t *n_copies)
 {
-        size_t row_bytes = rig_row_bytes(type, N_IN), stride = gpu_row_stride(type, N_IN);
-        size_t bytes = row_bytes * N_OUT, dev_bytes = stride * N_OUT;
-        size_t n_copies = ROTATE_BYTES / bytes + 2;
-        uint8_t *host = random_matrix(type, N_IN, N_OUT);
+        size_t row_bytes = rig_row_bytes(type, n_in), stride = gpu_row_stride(type, n_in);
+        size_t dev_bytes = stride * n_out;
+        *n_copies = ROTATE_BYTES / (row_bytes * n_out) + 2;
+        uint8_t *host = random_matrix(type, n_in, n_out);
         uint8_t *laid = (uint8_t *)malloc(dev_bytes);
-        gpu_layout_rows(type, N_IN, N_OUT, host, row_bytes, laid);
-        struct rig_weight *weights = (struct rig_weight *)calloc(n_copies, sizeof(*weights));
+        gpu_layout_rows(type, n_in, n_out, host, row_bytes, laid);
+        struct rig_weight *weights = (struct rig_weight *)calloc(*n_copies, sizeof(*weights));
         int r = 0;
-        for (size_t i = 0; i < n_copies && r == 0; i++) {
+        for (size_t i = 0; i < *n_copies && r == 0; i++) {
                 void *d = NULL;
                 r = check(cudaMalloc(&d, dev_bytes), "allocating weights");
                 if (r == 0)
                         r = check(cudaMemcpy(d, laid, dev_bytes, cudaMemcpyHostToDevice), "uploading weights");
-                struct rig_weight w = { d, type, N_IN, N_OUT, stride };
+                struct rig_weight w = { d, type, n_in, n_out, stride };
                 weights[i] = w;
         }
+        free(laid);
+        free(host);
+        return weights;
+}
+
+static void free_weights(struct rig_weight *weights, size_t n_copies)
+{
+        for (size_t i = 0; i < n_copies; i++)
+                cudaFree((void *)weights[i].data);
+        free(weights);
+}
+
+/* The quantized matvec at n=1, rotating, for each rows-per-warp / chunks-per-step pair
+ * (RIG_GPU_MV), on the FFN down shape and on a 4096-wide one (gate, up: 14336 x 4096), whose
+ * rows are 2 to 4 chunks a lane. */
+static int sweep_matvec_shapes(const struct gpu_launch *g, enum rig_type type, const struct bench_io *io)
+{
+        static const uint32_t shapes[][2] = { { 1, 1 }, { 1, 2 }, { 1, 4 }, { 2, 1 }, { 2, 2 }, { 4, 1 } };
+        static const uint32_t dims[][2] = { { N_OUT, N_IN }, { N_IN, N_OUT } };
+        for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+                size_t n_copies;
+                struct rig_weight *weights = upload_weights(type, dims[d][0], dims[d][1], &n_copies);
+                double bytes = (double)rig_row_bytes(type, dims[d][1]) * dims[d][0];
+                printf("     n=1 rotating %ux%u by RIG_GPU_MV rows,unroll:", dims[d][0], dims[d][1]);
+                for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+                        struct gpu_launch v = *g;
+                        v.mv_rows = shapes[i][0];
+                        v.mv_unroll = shapes[i][1];
+                        float us = time_matmul(&v, weights, n_copies, io, 1);
+                        printf("  %u,%u %6.1f us %5.0f GB/s", shapes[i][0], shapes[i][1], us, bytes / (us * 1e3));
+                }
+                printf("\n");
+                free_weights(weights, n_copies);
+        }
+        return check(cudaGetLastError(), "matvec sweep");
+}
+
+static int bench_type(const struct gpu_launch *g, enum rig_type type, const struct bench_io *io)
+{
+        double bytes = (double)rig_row_bytes(type, N_IN) * N_OUT;
+        size_t n_copies;
+        struct rig_weight *weights = upload_weights(type, N_OUT, N_IN, &n_copies);
+        int r = check(cudaGetLastError(), "uploading weights");
         if (r == 0) {
                 float same1 = time_matmul(g, weights, 1, io, 1), rot1 = time_matmul(g, weights, n_copies, io, 1);
                 float same8 = time_matmul(g, weights, 1, io, N_COLS_MATVEC);
@@ -140,11 +189,9 @@ static int bench_type(const struct gpu_launch *g, enum rig_type type, const stru
         }
         if (r == 0 && gpu_act_order_of(type) != GPU_ACT_NONE)
                 r = bench_tiles(g, weights, n_copies, io);
-        for (size_t i = 0; i < n_copies; i++)
-                cudaFree((void *)weights[i].data);
-        free(weights);
-        free(laid);
-        free(host);
+        if (r == 0 && gpu_act_order_of(type) != GPU_ACT_NONE)
+                r = sweep_matvec_shapes(g, type, io);
+        free_weights(weights, n_copies);
         return r;
 }
 
@@ -155,13 +202,17 @@ int main(int argc, char **argv)
                 return 0;
         }
         cudaDeviceProp prop;
-        struct gpu_launch g;
+        struct gpu_launch g = {};
         if (check(cudaSetDevice(0), "opening device 0") < 0 || check(cudaGetDeviceProperties(&prop, 0), "properties") < 0 ||
-            check(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking), "creating a stream") < 0)
+            check(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking), "creating a stream") < 0 ||
+            check(cudaMalloc((void **)&g.split_ws, SPLIT_WS_FLOATS * sizeof(float)), "allocating the split scratch") < 0)
                 return 1;
         g.warp_size = prop.warpSize;
         g.cc_major = prop.major;
-        printf("%s: matvec %d x %d, median of %d runs\n", prop.name, N_OUT, N_IN, N_RUNS);
+        g.n_sm = prop.multiProcessorCount;
+        g.split_ws_floats = SPLIT_WS_FLOATS;
+        printf("%s (%d multiprocessors): matvec %d x %d, median of %d runs\n", prop.name, prop.multiProcessorCount, N_OUT,
+               N_IN, N_RUNS);
 
         float *hx = random_floats((size_t)N_IN * N_COLS_MAX);
         struct bench_io io;
@@ -183,6 +234,7 @@ int main(int argc, char **argv)
         cudaFree(io.y);
         cudaFree(io.act.q);
         cudaFree(io.act.ds);
+        cudaFree(g.split_ws);
         cudaStreamDestroy(g.stream);
         free(hx);
         return failed;

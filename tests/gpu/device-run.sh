@@ -28,7 +28,10 @@ if [ "${RIG_DEVICE_MODELS:-1}" = 1 ]; then
   for t in Q4_K_M Q8_0; do
     $B/rig synth --shape llama3-8b --type $t --seed 1 -o /tmp/l8b-$t.gguf 2>&1 | tail -1
     echo "== rig bench llama3-8b $t"
-    $B/rig bench -m /tmp/l8b-$t.gguf -p 512 -n 128 -r 3 2>&1 | tee "$OUT/bench-l8b-$t.txt"
+    $B/rig bench -m /tmp/l8b-$t.gguf -p 512 -n 128 -r 3 -B 1,2,4,8,16 2>&1 | tee "$OUT/bench-l8b-$t.txt"
+    echo "== where the time goes (RIG_GPU_PROFILE=1: kernel time per op, no graphs), tg and pp512"
+    RIG_GPU_PROFILE=1 $B/rig bench -m /tmp/l8b-$t.gguf -p 0 -n 32 -r 1 2>&1 | grep -A30 "op profile" | tee "$OUT/profile-tg-$t.txt"
+    RIG_GPU_PROFILE=1 $B/rig bench -m /tmp/l8b-$t.gguf -p 512 -n 0 -r 1 2>&1 | grep -A30 "op profile" | tee "$OUT/profile-pp-$t.txt"
   done
   echo "== rig bench llama3-8b Q4_K_M, kernels launched one by one (RIG_GPU_GRAPHS=0)"
   RIG_GPU_GRAPHS=0 $B/rig bench -m /tmp/l8b-Q4_K_M.gguf -p 512 -n 128 -r 3 2>&1 | tee "$OUT/bench-l8b-Q4_K_M-nographs.txt"

@@ -288,6 +288,25 @@ static void test_matmul_tiles(struct rig_backend *b, enum rig_type type, const u
         unsetenv("RIG_GPU_MMA");
 }
 
+/* Every rows-per-warp / chunks-per-step pair of the quantized matvec (RIG_GPU_MV, read when a
+ * backend opens): rows past the end of the last warp, rows with fewer chunks than a step takes. */
+static void test_matvec_shapes(const struct rig_model *m, enum rig_type type, double tol)
+{
+        static const char *const shapes[] = { "1,1", "1,2", "1,4", "2,1", "2,2", "4,1" };
+        for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+                setenv("RIG_GPU_MV", shapes[i], 1);
+                struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+                if (!b)
+                        continue;
+                printf("     RIG_GPU_MV=%s\n", shapes[i]);
+                test_matmul(b, type, 37, 4096, 1, true, tol);
+                test_matmul(b, type, 3, 256, 1, false, tol);
+                test_matmul(b, type, 130, 14336, 1, false, tol);
+                b->ops->free(b);
+        }
+        unsetenv("RIG_GPU_MV");
+}
+
 static void test_matmul_all(void)
 {
         /* n_out x n_in: one row, odd row counts (a partial block of rows), the shapes of a Llama
@@ -325,6 +344,8 @@ static void test_matmul_all(void)
                         test_matmul_tiles(b, type, tile_col_counts, sizeof(tile_col_counts) / sizeof(tile_col_counts[0]),
                                           tol);
                 b->ops->free(b);
+                if (rig_type_get(type)->block_elems > 1)
+                        test_matvec_shapes(m, type, tol);
         }
         model_spec_free(m);
 }
