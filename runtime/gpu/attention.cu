@@ -1,8 +1,9 @@
 /* attention.cu — the KV cache on the device (rows laid out as kv.c: [n_layer][n_seq][n_ctx]
  * [row_bytes] for K and for V, F32, F16 or Q8_0 with the same roundings as rig_quantize_row) and
- * decode-time grouped-query attention: one block per (query head, token of the batch), its warps
- * taking positions in turn, each with a running max and sum (one pass over K and V, no score
- * buffer), merged at the end. */
+ * grouped-query attention in the flash-decoding manner: one block per (query heads of one KV
+ * head, token of the batch, slice of the positions), its warps taking positions in turn, each
+ * with a running max and sum (one pass over K and V, no score buffer), merged across warps and
+ * then across slices. */
 #include <math.h>
 
 #include "dequant.cuh"
@@ -91,79 +92,169 @@ static __device__ __forceinline__ float kv_element(const struct rig_kv &kv, cons
         }
 }
 
-/* q, out: [batch.n][n_head][head_dim]; block (h, i) takes query head h of token i, which reads
- * KV head h / group. Lane holds elements lane + j * WARP_SIZE of the head (j < head_dim /
- * WARP_SIZE, rounded up). */
-__global__ void attention_kernel(struct rig_kv kv, uint32_t layer, struct gpu_batch batch, const float *q,
-                                 float *out, uint32_t group, uint32_t head_dim)
+/* What one attention launch needs (passed by value). */
+struct attn_args {
+        struct rig_kv kv;
+        uint32_t layer;
+        struct gpu_batch batch;
+        const float *q;                 /* [batch.n][n_head][head_dim] */
+        float *out;                     /* [batch.n][n_head][head_dim] */
+        uint32_t n_head, group, head_dim;
+        uint32_t split_len;             /* positions of each slice (grid.z slices) */
+        float *part;                    /* grid.z > 1: [batch.n][n_head][slices][head_dim + 2] */
+};
+
+/* Block (x, i, z): query heads HEADS x .. HEADS x + HEADS-1 (of one KV head: HEADS divides the
+ * group, so each K and V row read serves them all) of batch token i, over slice z of its
+ * positions (split_len of them, up to its own). Each warp takes positions in turn with a running
+ * max and sum per head; lane holds elements lane + j * WARP_SIZE of a head. The warps merge in
+ * shared memory; with one slice the block writes out, with more it leaves the slice's
+ * unnormalized sums, max and denominator to attention_merge_kernel. */
+template <int HEADS>
+__global__ void attention_kernel(attn_args a)
 {
         constexpr int PER_LANE = GPU_MAX_HEAD_DIM / WARP_SIZE;
-        __shared__ float part_acc[ATTN_MAX_WARPS][GPU_MAX_HEAD_DIM];
-        __shared__ float part_max[ATTN_MAX_WARPS], part_sum[ATTN_MAX_WARPS];
+        __shared__ float part_acc[ATTN_MAX_WARPS][HEADS][GPU_MAX_HEAD_DIM];
+        __shared__ float part_max[ATTN_MAX_WARPS][HEADS], part_sum[ATTN_MAX_WARPS][HEADS];
 
-        uint32_t h = blockIdx.x, start = (h / group) * head_dim, n_head = gridDim.x;
-        uint32_t pos = batch.pos[blockIdx.y];
-        size_t first_pos = kv_row(kv, layer, batch.seq[blockIdx.y], 0);
-        q += (size_t)blockIdx.y * n_head * head_dim;
-        out += (size_t)blockIdx.y * n_head * head_dim;
+        uint32_t h0 = blockIdx.x * HEADS, d = a.head_dim, start = (h0 / a.group) * d;
+        uint32_t i_row = blockIdx.y, pos = a.batch.pos[i_row];
+        uint32_t t0 = blockIdx.z * a.split_len, t_end = pos + 1 < t0 + a.split_len ? pos + 1 : t0 + a.split_len;
+        size_t first_pos = kv_row(a.kv, a.layer, a.batch.seq[i_row], 0);
+        const float *q = a.q + ((size_t)i_row * a.n_head + h0) * d;
         uint32_t lane = threadIdx.x % WARP_SIZE, warp = threadIdx.x / WARP_SIZE, n_warps = blockDim.x / WARP_SIZE;
-        float qv[PER_LANE], acc[PER_LANE];
+        float qv[HEADS][PER_LANE], acc[HEADS][PER_LANE], run_max[HEADS], run_sum[HEADS];
 #pragma unroll
-        for (int j = 0; j < PER_LANE; j++) {
-                uint32_t i = lane + j * WARP_SIZE;
-                qv[j] = i < head_dim ? q[(size_t)h * head_dim + i] : 0.0f;
-                acc[j] = 0.0f;
-        }
-        float inv_sqrt_d = 1.0f / sqrtf((float)head_dim);
-        float run_max = -INFINITY, run_sum = 0.0f;
-        for (uint32_t t = warp; t <= pos; t += n_warps) {
-                size_t off = (first_pos + t) * kv.row_bytes;
-                const uint8_t *krow = kv.k + off, *vrow = kv.v + off;
-                float dot = 0.0f;
+        for (int h = 0; h < HEADS; h++) {
+                run_max[h] = -INFINITY;
+                run_sum[h] = 0.0f;
 #pragma unroll
                 for (int j = 0; j < PER_LANE; j++) {
-                        uint32_t i = lane + j * WARP_SIZE;
-                        if (i < head_dim)
-                                dot = fmaf(qv[j], kv_element(kv, krow, start + i), dot);
+                        uint32_t e = lane + j * WARP_SIZE;
+                        qv[h][j] = e < d ? q[(size_t)h * d + e] : 0.0f;
+                        acc[h][j] = 0.0f;
                 }
-                float s = warp_sum(dot) * inv_sqrt_d;
-                float new_max = fmaxf(run_max, s);
-                float rescale = expf(run_max - new_max), p = expf(s - new_max);
-                run_sum = run_sum * rescale + p;
+        }
+        float inv_sqrt_d = 1.0f / sqrtf((float)d);
+        for (uint32_t t = t0 + warp; t < t_end; t += n_warps) {
+                size_t off = (first_pos + t) * a.kv.row_bytes;
+                const uint8_t *krow = a.kv.k + off, *vrow = a.kv.v + off;
+                float kx[PER_LANE], vx[PER_LANE];
 #pragma unroll
                 for (int j = 0; j < PER_LANE; j++) {
-                        uint32_t i = lane + j * WARP_SIZE;
-                        if (i < head_dim)
-                                acc[j] = acc[j] * rescale + p * kv_element(kv, vrow, start + i);
+                        uint32_t e = lane + j * WARP_SIZE;
+                        kx[j] = e < d ? kv_element(a.kv, krow, start + e) : 0.0f;
+                        vx[j] = e < d ? kv_element(a.kv, vrow, start + e) : 0.0f;
                 }
-                run_max = new_max;
+#pragma unroll
+                for (int h = 0; h < HEADS; h++) {
+                        float dot = 0.0f;
+#pragma unroll
+                        for (int j = 0; j < PER_LANE; j++)
+                                dot = fmaf(qv[h][j], kx[j], dot);
+                        float sc = warp_sum(dot) * inv_sqrt_d;
+                        float new_max = fmaxf(run_max[h], sc);
+                        float rescale = expf(run_max[h] - new_max), p = expf(sc - new_max);
+                        run_sum[h] = run_sum[h] * rescale + p;
+#pragma unroll
+                        for (int j = 0; j < PER_LANE; j++)
+                                acc[h][j] = acc[h][j] * rescale + p * vx[j];
+                        run_max[h] = new_max;
+                }
         }
 #pragma unroll
-        for (int j = 0; j < PER_LANE; j++) {
-                uint32_t i = lane + j * WARP_SIZE;
-                if (i < head_dim)
-                        part_acc[warp][i] = acc[j];
-        }
-        if (lane == 0) {
-                part_max[warp] = run_max;
-                part_sum[warp] = run_sum;
+        for (int h = 0; h < HEADS; h++) {
+#pragma unroll
+                for (int j = 0; j < PER_LANE; j++) {
+                        uint32_t e = lane + j * WARP_SIZE;
+                        if (e < d)
+                                part_acc[warp][h][e] = acc[h][j];
+                }
+                if (lane == 0) {
+                        part_max[warp][h] = run_max[h];
+                        part_sum[warp][h] = run_sum[h];
+                }
         }
         __syncthreads();
 
-        float m = -INFINITY;
-        for (uint32_t w = 0; w < n_warps; w++)
-                m = fmaxf(m, part_max[w]);
-        for (uint32_t i = threadIdx.x; i < head_dim; i += blockDim.x) {
-                float num = 0.0f, den = 0.0f;
-                for (uint32_t w = 0; w < n_warps; w++) {
-                        if (part_max[w] == -INFINITY)
-                                continue;       /* a warp that had no position */
-                        float scale = expf(part_max[w] - m);
-                        num += part_acc[w][i] * scale;
-                        den += part_sum[w] * scale;
+        uint32_t n_slices = gridDim.z;
+        for (uint32_t h = 0; h < HEADS; h++) {
+                float m = -INFINITY;
+                for (uint32_t w = 0; w < n_warps; w++)
+                        m = fmaxf(m, part_max[w][h]);
+                float den = 0.0f;
+                for (uint32_t w = 0; w < n_warps; w++)
+                        if (part_max[w][h] != -INFINITY)        /* a warp that had no position */
+                                den += part_sum[w][h] * expf(part_max[w][h] - m);
+                size_t head = (size_t)i_row * a.n_head + h0 + h;
+                float *slot = n_slices > 1 ? a.part + (head * n_slices + blockIdx.z) * (d + 2) : NULL;
+                for (uint32_t e = threadIdx.x; e < d; e += blockDim.x) {
+                        float num = 0.0f;
+                        for (uint32_t w = 0; w < n_warps; w++)
+                                if (part_max[w][h] != -INFINITY)
+                                        num += part_acc[w][h][e] * expf(part_max[w][h] - m);
+                        if (slot)
+                                slot[e] = num;
+                        else
+                                a.out[head * d + e] = num / den;
                 }
-                out[(size_t)h * head_dim + i] = num / den;
+                if (slot && threadIdx.x == 0) {
+                        slot[d] = m;            /* -INFINITY: a slice past the token's position */
+                        slot[d + 1] = den;
+                }
         }
+}
+
+/* Block (h, i): query head h of batch token i from its slices' sums (slot layout above). */
+__global__ void attention_merge_kernel(const float *part, uint32_t n_head, uint32_t n_slices, uint32_t d, float *out)
+{
+        size_t head = (size_t)blockIdx.y * n_head + blockIdx.x;
+        const float *slots = part + head * n_slices * (d + 2);
+        float m = -INFINITY;
+        for (uint32_t z = 0; z < n_slices; z++)
+                m = fmaxf(m, slots[z * (d + 2) + d]);
+        float den = 0.0f;
+        for (uint32_t z = 0; z < n_slices; z++) {
+                float mz = slots[z * (d + 2) + d];
+                if (mz != -INFINITY)
+                        den += slots[z * (d + 2) + d + 1] * expf(mz - m);
+        }
+        for (uint32_t e = threadIdx.x; e < d; e += blockDim.x) {
+                float num = 0.0f;
+                for (uint32_t z = 0; z < n_slices; z++) {
+                        float mz = slots[z * (d + 2) + d];
+                        if (mz != -INFINITY)
+                                num += slots[z * (d + 2) + e] * expf(mz - m);
+                }
+                out[head * d + e] = num / den;
+        }
+}
+
+/* Query heads a block takes: the most of 4, 2, 1 that divides the group. */
+static uint32_t heads_per_block(uint32_t group)
+{
+        return group % 4 == 0 ? 4 : group % 2 == 0 ? 2 : 1;
+}
+
+/* Slices of the positions: enough blocks to fill the device (ATTN_BLOCKS_PER_SM each) where the
+ * cache is long and the blocks few (decode), each slice at least ATTN_MIN_SLICE positions, their
+ * sums within the scratch. Chosen from the cache size, not the positions (those are in device
+ * memory: one graph serves every step); a slice past a token's position does nothing. */
+#define ATTN_BLOCKS_PER_SM 8
+#define ATTN_MIN_SLICE 256
+
+static uint32_t attention_slices(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t blocks, uint32_t n_rows,
+                                 uint32_t n_head, uint32_t d)
+{
+        uint32_t target = ATTN_BLOCKS_PER_SM * (uint32_t)(g->n_sm > 0 ? g->n_sm : 1);
+        uint32_t slices = (target + blocks - 1) / blocks;
+        uint32_t most = (kv->n_ctx + ATTN_MIN_SLICE - 1) / ATTN_MIN_SLICE;
+        if (slices > most)
+                slices = most;
+        size_t per_slice = (size_t)n_rows * n_head * (d + 2);
+        if (slices > 1 && (size_t)slices * per_slice > g->split_ws_floats)
+                slices = (uint32_t)(g->split_ws_floats / per_slice);
+        return slices > 1 ? slices : 1;
 }
 
 void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_batch *batch,
@@ -175,7 +266,27 @@ void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t
                    "attention with %u heads, %u KV heads of %u, KV rows of %u", n_head, n_head_kv, head_dim, kv->kv_dim);
         if (batch->n == 0)
                 return;
-        dim3 grid(n_head, batch->n);
-        attention_kernel<<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, *batch, q, out, n_head / n_head_kv,
-                                                                     head_dim);
+        attn_args a;
+        a.kv = *kv;
+        a.layer = layer;
+        a.batch = *batch;
+        a.q = q;
+        a.out = out;
+        a.n_head = n_head;
+        a.group = n_head / n_head_kv;
+        a.head_dim = head_dim;
+        a.part = g->split_ws;
+        uint32_t heads = heads_per_block(a.group);
+        dim3 grid(n_head / heads, batch->n, 1);
+        grid.z = attention_slices(g, kv, grid.x * grid.y, batch->n, n_head, head_dim);
+        a.split_len = (kv->n_ctx + grid.z - 1) / grid.z;
+        if (heads == 4)
+                attention_kernel<4><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+        else if (heads == 2)
+                attention_kernel<2><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+        else
+                attention_kernel<1><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+        if (grid.z > 1)
+                attention_merge_kernel<<<dim3(n_head, batch->n), ATTN_BLOCK_THREADS, 0, g->stream>>>(
+                        g->split_ws, n_head, grid.z, head_dim, out);
 }

@@ -706,17 +706,21 @@ extern "C" int gpu_device_count(void)
         return n;
 }
 
-/* RIG_GPU_MV=ROWS,UNROLL: the quantized matvec's rows per warp and chunks per step (matvec.cu),
- * for whoever tunes a card (as people edit launch parameters of other runtimes' kernels by
- * hand); unset or unparsable, the kernel's default. */
-static void matvec_shape_from_env(struct gpu_launch *launch)
+/* For whoever tunes a card (as people edit launch parameters of other runtimes' kernels by
+ * hand): RIG_GPU_MV=ROWS,UNROLL, the quantized matvec's rows per warp and chunks per step
+ * (matvec.cu), and RIG_GPU_TILES_MIN_COLS=N, the columns from which products take the tile
+ * kernel. Unset or unparsable, the kernels' defaults. */
+static void kernel_shapes_from_env(struct gpu_launch *launch)
 {
         const char *env = getenv("RIG_GPU_MV");
-        unsigned rows = 0, unroll = 0;
+        unsigned rows = 0, unroll = 0, cols = 0;
         if (env && sscanf(env, "%u,%u", &rows, &unroll) == 2) {
                 launch->mv_rows = rows;
                 launch->mv_unroll = unroll;
         }
+        env = getenv("RIG_GPU_TILES_MIN_COLS");
+        if (env && sscanf(env, "%u", &cols) == 1)
+                launch->tiles_min_cols = cols;
 }
 
 /* Scratch for the partial sums of the tile kernel's K slices: 8 slices of 64 columns of a
@@ -743,7 +747,7 @@ static int open_device(int device, struct gpu_launch *launch, char *err, size_t 
         launch->warp_size = prop.warpSize;
         launch->cc_major = prop.major;
         launch->n_sm = prop.multiProcessorCount;
-        matvec_shape_from_env(launch);
+        kernel_shapes_from_env(launch);
         if ((e = cudaStreamCreateWithFlags(&launch->stream, cudaStreamNonBlocking)) != cudaSuccess)
                 return errmsg(err, err_size, -ENODEV, "creating a stream on " VENDOR_LABEL " device %d: %s", device,
                               cudaGetErrorString(e));

@@ -13,6 +13,8 @@ struct gpu_launch {
         int n_sm;                       /* multiprocessors (compute units): how many blocks fill the device */
         uint32_t mv_rows, mv_unroll;    /* quantized matvec of one column: rows a warp, chunks a step
                                          * (matvec.cu; 0: its default) */
+        uint32_t tiles_min_cols;        /* quantized products of this many columns or more take the
+                                         * tile kernel (0: GPU_TILES_MIN_COLS) */
         float *split_ws;                /* device scratch of split_ws_floats for the tile kernel's K slices */
         size_t split_ws_floats;         /* 0: no scratch, the tile kernel does not split K */
 };

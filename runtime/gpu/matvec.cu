@@ -202,7 +202,8 @@ static void launch_cols(const matvec_args &a, uint32_t n_cols, dim3 grid, dim3 b
 typedef void (*launch_fn)(const matvec_args &, uint32_t, dim3, dim3, cudaStream_t);
 
 /* One column of a quantized type, ROWS rows a warp and UNROLL chunks a step as g asks (the
- * pairs instantiated below; any other pair takes 1 and 2). */
+ * pairs instantiated below; any other pair, and 0, 0, takes 2, 2: within 1 us of the best pair
+ * for every type on both shapes bench_gpu_matvec sweeps, H200, docs/perf.md). */
 template <typename D>
 static void launch_int8_single(const struct gpu_launch *g, const matvec_args &a, dim3 block)
 {
@@ -210,7 +211,7 @@ static void launch_int8_single(const struct gpu_launch *g, const matvec_args &a,
         bool known = (rows == 1 && (unroll == 1 || unroll == 2 || unroll == 4)) || (rows == 2 && unroll <= 2 && unroll) ||
                      (rows == 4 && unroll == 1);
         if (!known) {
-                rows = 1;
+                rows = 2;
                 unroll = 2;
         }
         uint32_t rows_per_block = MATVEC_BLOCK_WARPS * rows;
@@ -320,7 +321,8 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
                    (const void *)x);
         RIG_ASSERT(((uintptr_t)w->data & 15) == 0 && w->row_bytes % 16 == 0, "matvec: W %p, stride %zu not 16-byte aligned",
                    w->data, w->row_bytes);
-        if (takes_act && n_cols >= GPU_TILES_MIN_COLS) {
+        uint32_t tiles_from = g->tiles_min_cols ? g->tiles_min_cols : GPU_TILES_MIN_COLS;
+        if (takes_act && n_cols >= tiles_from) {
                 gpu_matmul_tiles(g, w, act, n_cols, bias, y);  /* reads W once per 64 columns, not per 8 */
                 return;
         }
