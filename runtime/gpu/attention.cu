@@ -12,7 +12,7 @@
 #include "rig_assert.h"
 
 #define KV_STORE_BLOCK_THREADS 256
-#define ATTN_BLOCK_THREADS 128
+#define ATTN_BLOCK_THREADS 256
 #define ATTN_MAX_WARPS (ATTN_BLOCK_THREADS / 32)
 
 /* As quantize_q8_0 in quant.c: d = amax / 127 rounded to f16, then each level the nearest
@@ -109,12 +109,13 @@ struct attn_args {
  * positions (split_len of them, up to its own). Each warp takes positions in turn with a running
  * max and sum per head; lane holds elements lane + j * WARP_SIZE of a head. The warps merge in
  * shared memory; with one slice the block writes out, with more it leaves the slice's
- * unnormalized sums, max and denominator to attention_merge_kernel. */
-template <int HEADS>
+ * unnormalized sums, max and denominator to attention_merge_kernel. MAX_D: the head size rounded
+ * up to 64, 128 or 256, so the registers held per lane are what the head needs. */
+template <int HEADS, int MAX_D>
 __global__ void attention_kernel(attn_args a)
 {
-        constexpr int PER_LANE = GPU_MAX_HEAD_DIM / WARP_SIZE;
-        __shared__ float part_acc[ATTN_MAX_WARPS][HEADS][GPU_MAX_HEAD_DIM];
+        constexpr int PER_LANE = MAX_D / WARP_SIZE > 0 ? MAX_D / WARP_SIZE : 1;
+        __shared__ float part_acc[ATTN_MAX_WARPS][HEADS][MAX_D];
         __shared__ float part_max[ATTN_MAX_WARPS][HEADS], part_sum[ATTN_MAX_WARPS][HEADS];
 
         uint32_t h0 = blockIdx.x * HEADS, d = a.head_dim, start = (h0 / a.group) * d;
@@ -230,6 +231,17 @@ __global__ void attention_merge_kernel(const float *part, uint32_t n_head, uint3
         }
 }
 
+template <int MAX_D>
+static void launch_attention(const struct gpu_launch *g, const attn_args &a, dim3 grid, uint32_t heads)
+{
+        if (heads == 4)
+                attention_kernel<4, MAX_D><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+        else if (heads == 2)
+                attention_kernel<2, MAX_D><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+        else
+                attention_kernel<1, MAX_D><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+}
+
 /* Query heads a block takes: the most of 4, 2, 1 that divides the group. */
 static uint32_t heads_per_block(uint32_t group)
 {
@@ -241,7 +253,7 @@ static uint32_t heads_per_block(uint32_t group)
  * sums within the scratch. Chosen from the cache size, not the positions (those are in device
  * memory: one graph serves every step); a slice past a token's position does nothing. */
 #define ATTN_BLOCKS_PER_SM 8
-#define ATTN_MIN_SLICE 256
+#define ATTN_MIN_SLICE 128
 
 static uint32_t attention_slices(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t blocks, uint32_t n_rows,
                                  uint32_t n_head, uint32_t d)
@@ -280,12 +292,12 @@ void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t
         dim3 grid(n_head / heads, batch->n, 1);
         grid.z = attention_slices(g, kv, grid.x * grid.y, batch->n, n_head, head_dim);
         a.split_len = (kv->n_ctx + grid.z - 1) / grid.z;
-        if (heads == 4)
-                attention_kernel<4><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
-        else if (heads == 2)
-                attention_kernel<2><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+        if (head_dim <= 64)
+                launch_attention<64>(g, a, grid, heads);
+        else if (head_dim <= 128)
+                launch_attention<128>(g, a, grid, heads);
         else
-                attention_kernel<1><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+                launch_attention<GPU_MAX_HEAD_DIM>(g, a, grid, heads);
         if (grid.z > 1)
                 attention_merge_kernel<<<dim3(n_head, batch->n), ATTN_BLOCK_THREADS, 0, g->stream>>>(
                         g->split_ws, n_head, grid.z, head_dim, out);

@@ -101,7 +101,12 @@ class GpuMatchesCpu(unittest.TestCase):
 
     def test_prompt_steps_match_token_by_token_and_cpu(self):
         # 40 tokens in one step take the matrix-matrix kernels (tiles for the quantized types),
-        # token by token the matrix-vector ones: the same products in another order.
+        # token by token the matrix-vector ones: the same products, their float sums in another
+        # order (~1e-7). For the quantized types the next product quantizes those outputs to 8
+        # bits again, and now and then an activation within 1e-7 of a rounding boundary takes
+        # the next level in one of the two (~3e-3 in the logits of that token and some after
+        # it). So: float weights within 1e-5 everywhere; quantized ones within 1e-5 at most
+        # positions (a wrong kernel is wrong at every one) and within the CPU's bound at all.
         for wtype in ("F16", "Q8_0", "Q4_0", "Q4_K_M", "Q5_K", "Q6_K"):
             with self.subTest(type=wtype):
                 model = os.path.join(self.dir.name, f"long-{wtype}.gguf")
@@ -110,9 +115,16 @@ class GpuMatchesCpu(unittest.TestCase):
                 alone = self.logits(model, "--kv", "f32", "-b", "1", tokens=LONG_TOKENS)
                 cpu = self.logits(model, "--kv", "f32", "--cpu", tokens=LONG_TOKENS)
                 self.assertTrue(np.isfinite(step).all())
-                e_alone, e_cpu = self.max_relative_error(step, alone), self.max_relative_error(step, cpu)
-                print(f"{wtype:7} 40 tokens a step: vs token by token {e_alone:.2e}, vs CPU {e_cpu:.2e}")
-                self.assertLess(e_alone, 1e-4)
+                errors = [np.linalg.norm(step[i] - alone[i]) / np.linalg.norm(alone[i]) for i in range(len(alone))]
+                close = sum(e < 1e-5 for e in errors)
+                e_cpu = self.max_relative_error(step, cpu)
+                print(f"{wtype:7} 40 tokens a step: vs token by token max {max(errors):.2e}, {close}/40 within 1e-5; "
+                      f"vs CPU {e_cpu:.2e}")
+                if wtype == "F16":
+                    self.assertLess(max(errors), 1e-5)
+                else:
+                    self.assertGreaterEqual(close, 30, errors)
+                    self.assertLess(max(errors), 2e-2)
                 self.assertLess(e_cpu, 2e-2)
 
     def test_greedy_text_is_the_same(self):

@@ -662,7 +662,7 @@ static void test_attention_all(void)
                 test_attention(kv_types[i], 8, 2, 128, 70, 1, 16);      /* a prompt, 16 tokens a step */
                 test_attention(kv_types[i], 8, 2, 128, 40, 3, 1);       /* batched decode of 3 sequences */
                 test_attention(kv_types[i], 4, 1, 64, 21, 2, 8);        /* 2 prompts at once, a partial last step */
-                /* caches longer than a slice of positions (256): decode takes the slices side by
+                /* caches longer than a slice of positions (128): decode takes the slices side by
                  * side, then merges them; a prompt of 64 a step over 2 sequences too */
                 test_attention(kv_types[i], 8, 2, 128, 700, 1, 1);
                 test_attention(kv_types[i], 4, 2, 64, 600, 2, 30);
