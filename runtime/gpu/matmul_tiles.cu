@@ -32,7 +32,9 @@
 #define TILE_ACC (TILE_ROWS * TILE_COLS / TILE_THREADS)         /* outputs per thread */
 /* Blocks per multiprocessor the compiler must leave registers for: 1 lets it take ~190 (sm_90,
  * no spills); 2 caps it at 128, with a few spilled words for some types. */
+#ifndef TILE_MIN_BLOCKS                 /* -DTILE_MIN_BLOCKS=2 builds the other for a measurement */
 #define TILE_MIN_BLOCKS 1
+#endif
 
 /* Words (4 levels) from one row (column) of a staged tile to the next: 4 more than a step's 32,
  * so that the 32 lanes of an mma fragment load (rows g = 0..7, words t = 0..3: bank 4g + t) and

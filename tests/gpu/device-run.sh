@@ -43,6 +43,13 @@ if [ "${RIG_DEVICE_MODELS:-1}" = 1 ]; then
     RIG_GPU_PROFILE=1 $B/rig bench -m /tmp/l8b-$t.gguf -p 0 -n 32 -r 1 2>&1 | grep -A30 "op profile" | tee "$OUT/profile-tg-$t.txt"
     RIG_GPU_PROFILE=1 $B/rig bench -m /tmp/l8b-$t.gguf -p 512 -n 0 -r 1 2>&1 | grep -A30 "op profile" | tee "$OUT/profile-pp-$t.txt"
   done
+  if [ -x $B/rig_mb2 ]; then
+    echo "== the tile kernel at 2 blocks a multiprocessor (-DTILE_MIN_BLOCKS=2): Q4_K tiles, pp512"
+    $B/bench_gpu_matvec_mb2 Q4_K 2>&1 | tee "$OUT/bench_matvec_mb2.txt"
+    for t in Q4_K_M Q8_0; do
+      $B/rig_mb2 bench -m /tmp/l8b-$t.gguf -p 512 -n 0 -r 3 2>&1 | tee "$OUT/bench-l8b-$t-mb2.txt"
+    done
+  fi
   echo "== rig bench llama3-8b Q4_K_M, batched decode with the tile kernel from 32 columns (RIG_GPU_TILES_MIN_COLS=32)"
   RIG_GPU_TILES_MIN_COLS=32 $B/rig bench -m /tmp/l8b-Q4_K_M.gguf -p 0 -n 128 -r 3 -B 16,24,32 2>&1 | tee "$OUT/bench-l8b-Q4_K_M-tiles32.txt"
   RIG_GPU_TILES_MIN_COLS=16 $B/rig bench -m /tmp/l8b-Q4_K_M.gguf -p 0 -n 128 -r 3 -B 24,32 2>&1 | tee "$OUT/bench-l8b-Q4_K_M-tiles16.txt"
