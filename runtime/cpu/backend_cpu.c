@@ -274,11 +274,16 @@ static void cpu_swiglu(struct rig_backend *b, float *out, const float *gate, con
                 out[i] = gate[i] / (1.0f + expf(-gate[i])) * up[i];
 }
 
-static void cpu_add(struct rig_backend *b, float *x, const float *y, uint32_t n)
+static void cpu_add_rmsnorm(struct rig_backend *b, float *x, const float *y, float *out, const float *w, uint32_t n,
+                            uint32_t n_rows)
 {
-        (void)b;
-        for (uint32_t i = 0; i < n; i++)
-                x[i] += y[i];
+        for (uint32_t r = 0; r < n_rows; r++) {
+                float *xr = x + (size_t)r * n;
+                const float *yr = y + (size_t)r * n;
+                for (uint32_t i = 0; i < n; i++)
+                        xr[i] += yr[i];
+                rmsnorm_row(out + (size_t)r * n, xr, w, n, cfg(b)->rms_eps);
+        }
 }
 
 static double now_s(void)
@@ -325,7 +330,7 @@ static const struct rig_backend_ops cpu_ops = {
         .rope = cpu_rope,
         .attention = cpu_attention,
         .swiglu = cpu_swiglu,
-        .add = cpu_add,
+        .add_rmsnorm = cpu_add_rmsnorm,
         .copy_bandwidth = cpu_copy_bandwidth,
 };
 

@@ -336,15 +336,16 @@ static int gpu_read(struct rig_backend *b, float *dst, const float *src, size_t 
 /* ---- a step's ops: launched at once outside a step, recorded inside one and run at its end
  * as a graph (step_graph.h) ---- */
 
-enum op_kind { OP_EMBED, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_ATTENTION, OP_SWIGLU, OP_ADD };
+enum op_kind { OP_EMBED, OP_RMSNORM, OP_MATMUL, OP_ROPE, OP_ATTENTION, OP_SWIGLU, OP_ADD_RMSNORM };
 
 /* Everything one op's launches need; zeroed before filling, so equal ops are equal bytes. */
 struct gpu_op {
         enum op_kind kind;
         uint32_t n;                     /* elements; matmul: columns; rope: heads */
-        uint32_t rows;                  /* rmsnorm */
+        uint32_t rows;                  /* rmsnorm, add_rmsnorm */
         uint32_t layer;                 /* attention */
         struct gpu_batch batch;         /* embed, rope, attention: the step's tokens */
+        float *residual;                /* add_rmsnorm: x, added to, then normed into out */
         const float *a, *b, *c;         /* inputs: x, weights or bias, ... (see run_op) */
         float *out;
         struct rig_weight w;            /* matmul */
@@ -354,7 +355,7 @@ struct gpu_op {
 
 static const char *op_name(enum op_kind k)
 {
-        static const char *names[] = { "embed", "rmsnorm", "matmul", "rope", "attention", "swiglu", "add" };
+        static const char *names[] = { "embed", "rmsnorm", "matmul", "rope", "attention", "swiglu", "add_rmsnorm" };
         return names[k];
 }
 
@@ -395,8 +396,8 @@ static void launch_op(struct gpu_backend *g, const struct gpu_op *op)
         case OP_SWIGLU:
                 gpu_swiglu(l, op->out, op->a, op->b, op->n);
                 break;
-        case OP_ADD:
-                gpu_add(l, op->out, op->a, op->n);
+        case OP_ADD_RMSNORM:
+                gpu_add_rmsnorm(l, op->residual, op->a, op->out, op->b, op->n, op->rows, c->rms_eps);
                 break;
         }
 }
@@ -638,9 +639,17 @@ static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, 
         submit_simple(b, OP_SWIGLU, out, gate, up, n);
 }
 
-static void gpu_add_op(struct rig_backend *b, float *x, const float *y, uint32_t n)
+static void gpu_add_rmsnorm_op(struct rig_backend *b, float *x, const float *y, float *out, const float *w, uint32_t n,
+                               uint32_t n_rows)
 {
-        submit_simple(b, OP_ADD, x, y, NULL, n);
+        struct gpu_op op = new_op(to_gpu(b), OP_ADD_RMSNORM);
+        op.residual = x;
+        op.a = y;
+        op.b = w;
+        op.out = out;
+        op.n = n;
+        op.rows = n_rows;
+        submit(to_gpu(b), &op);
 }
 
 /* The best of five device-to-device copies of 1 GiB, timed with events on the backend's stream:
@@ -690,7 +699,7 @@ static const struct rig_backend_ops gpu_ops = {
         gpu_rope_op,
         gpu_attention_op,
         gpu_swiglu_op,
-        gpu_add_op,
+        gpu_add_rmsnorm_op,
         gpu_copy_bandwidth,
 };
 

@@ -1,5 +1,5 @@
 /* elementwise.cu — the embedding lookup (one row of any weight type to float, with the same
- * decoders as matvec), SwiGLU and the residual add. */
+ * decoders as matvec) and SwiGLU. */
 #include "dequant.cuh"
 #include "kernels.h"
 #include "rig_assert.h"
@@ -76,13 +76,6 @@ __global__ void swiglu_kernel(float *out, const float *gate, const float *up, ui
         out[i] = __fmul_rn(__fdiv_rn(v, __fadd_rn(1.0f, expf(-v))), up[i]);
 }
 
-__global__ void add_kernel(float *x, const float *y, uint32_t n)
-{
-        uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
-        if (i < n)
-                x[i] += y[i];
-}
-
 static uint32_t elementwise_blocks(uint32_t n)
 {
         return (n + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS;
@@ -92,10 +85,4 @@ void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const
 {
         if (n)
                 swiglu_kernel<<<elementwise_blocks(n), ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>(out, gate, up, n);
-}
-
-void gpu_add(const struct gpu_launch *g, float *x, const float *y, uint32_t n)
-{
-        if (n)
-                add_kernel<<<elementwise_blocks(n), ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>(x, y, n);
 }

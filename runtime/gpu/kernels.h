@@ -95,6 +95,9 @@ void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t 
 void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_batch *batch,
                    const float *q, float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim);
 
-/* out[n] = silu(gate) * up;  x[n] += y[n]. */
+/* x[r] += y[r], then out[r] = x[r] * w / rms(x[r]) for r < n_rows (gpu_rmsnorm's sums). */
+void gpu_add_rmsnorm(const struct gpu_launch *g, float *x, const float *y, float *out, const float *w, uint32_t n,
+                     uint32_t n_rows, float eps);
+
+/* out[n] = silu(gate) * up. */
 void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n);
-void gpu_add(const struct gpu_launch *g, float *x, const float *y, uint32_t n);

@@ -58,8 +58,10 @@ struct rig_backend_ops {
                           float *out);
         /* out[n] = silu(gate) * up. */
         void (*swiglu)(struct rig_backend *b, float *out, const float *gate, const float *up, uint32_t n);
-        /* x[n] += y[n]. */
-        void (*add)(struct rig_backend *b, float *x, const float *y, uint32_t n);
+        /* x[r] += y[r], then out[r] = x[r] * w / rms(x[r]) for the n_rows rows of n: the residual
+         * add and the norm after it in one pass over x. */
+        void (*add_rmsnorm)(struct rig_backend *b, float *x, const float *y, float *out, const float *w, uint32_t n,
+                            uint32_t n_rows);
 
         /* The memory's copy bandwidth in bytes/s (bytes read + bytes written), measured now: the
          * ceiling of a decoder that streams every weight byte once per token (rig bench). 0 when

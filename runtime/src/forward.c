@@ -4,7 +4,9 @@
  *   per layer: h = x + Wo·attn(rope(Wq·n1(x) [+bq]), rope(Wk·n1(x) [+bk]), Wv·n1(x) [+bv])
  *              x = h + Wdown·(silu(Wgate·n2(h)) * Wup·n2(h))
  *   logits = Wout·norm(x)
- * with n = RMSNorm and grouped-query attention over the backend's KV cache. */
+ * with n = RMSNorm and grouped-query attention over the backend's KV cache. Each residual add
+ * and the norm that follows it are one op (add_rmsnorm): xn always holds the normed input of
+ * the next products. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -64,13 +66,13 @@ void session_free(struct rig_session *s)
         free(s);
 }
 
+/* From xn = n1(x); leaves x = h and xn = n2(h). */
 static void attention_block(struct rig_session *s, const struct rig_layer *l, uint32_t layer, uint32_t n)
 {
         struct rig_backend *b = s->backend;
         const struct rig_backend_ops *o = b->ops;
         const struct rig_config *c = &s->model->cfg;
 
-        o->rmsnorm(b, s->xn, s->x, l->attn_norm, c->n_embd, n);
         o->matmul(b, &l->wq, s->xn, n, l->bq, s->q);
         o->matmul(b, &l->wk, s->xn, n, l->bk, s->k);
         o->matmul(b, &l->wv, s->xn, n, l->bv, s->v);
@@ -78,21 +80,22 @@ static void attention_block(struct rig_session *s, const struct rig_layer *l, ui
         o->rope(b, s->k, c->n_head_kv);
         o->attention(b, layer, s->q, s->k, s->v, s->att);
         o->matmul(b, &l->wo, s->att, n, NULL, s->proj);
-        o->add(b, s->x, s->proj, n * c->n_embd);
+        o->add_rmsnorm(b, s->x, s->proj, s->xn, l->ffn_norm, c->n_embd, n);
 }
 
-static void ffn_block(struct rig_session *s, const struct rig_layer *l, uint32_t n)
+/* From xn = n2(h); leaves x the layer's output and xn = next_norm(x) (the next layer's n1, or
+ * the output norm). */
+static void ffn_block(struct rig_session *s, const struct rig_layer *l, const float *next_norm, uint32_t n)
 {
         struct rig_backend *b = s->backend;
         const struct rig_backend_ops *o = b->ops;
         const struct rig_config *c = &s->model->cfg;
 
-        o->rmsnorm(b, s->xn, s->x, l->ffn_norm, c->n_embd, n);
         o->matmul(b, &l->w_gate, s->xn, n, NULL, s->gate);
         o->matmul(b, &l->w_up, s->xn, n, NULL, s->up);
         o->swiglu(b, s->xn, s->gate, s->up, n * c->n_ff);
         o->matmul(b, &l->w_down, s->xn, n, NULL, s->proj);
-        o->add(b, s->x, s->proj, n * c->n_embd);
+        o->add_rmsnorm(b, s->x, s->proj, s->xn, next_norm, c->n_embd, n);
 }
 
 static bool batch_is_valid(const struct rig_session *s, const struct rig_batch *batch)
@@ -115,18 +118,19 @@ int session_eval_batch(struct rig_session *s, const struct rig_batch *batch, boo
         if (!batch_is_valid(s, batch))
                 return -EINVAL;
         uint32_t n = batch->n;
-        /* the last token's logits only: its row alone goes through the output norm and product */
+        /* the last token's logits only: its row alone goes through the output product */
         uint32_t first_out = all_logits ? 0 : n - 1;
         s->n_logits = n - first_out;
 
         o->begin_batch(b, batch);
         o->embed(b, s->x);
+        o->rmsnorm(b, s->xn, s->x, c->n_layer ? m->layers[0].attn_norm : m->output_norm, c->n_embd, n);
         for (uint32_t i = 0; i < c->n_layer; i++) {
+                const float *next_norm = i + 1 < c->n_layer ? m->layers[i + 1].attn_norm : m->output_norm;
                 attention_block(s, &m->layers[i], i, n);
-                ffn_block(s, &m->layers[i], n);
+                ffn_block(s, &m->layers[i], next_norm, n);
         }
-        o->rmsnorm(b, s->xn, s->x + (size_t)first_out * c->n_embd, m->output_norm, c->n_embd, s->n_logits);
-        o->matmul(b, &m->output, s->xn, s->n_logits, NULL, s->out);
+        o->matmul(b, &m->output, s->xn + (size_t)first_out * c->n_embd, s->n_logits, NULL, s->out);
         o->end_batch(b);
         return o->read(b, s->logits, s->out, (size_t)s->n_logits * c->n_vocab);
 }

@@ -234,8 +234,8 @@ static void test_matmul(struct rig_backend *b, enum rig_type type, uint32_t n_ou
         free(y);
 }
 
-/* Q, K and V of one x: the backend quantizes x once for the three; then x changes (an add)
- * and the next product must see the new x, not the old quantization. */
+/* Q, K and V of one x: the backend quantizes x once for the three; then x changes (the residual
+ * add of add_rmsnorm) and the next product must see the new x, not the old quantization. */
 static void test_matmul_reuses_and_forgets_x(struct rig_backend *b, enum rig_type type)
 {
         const uint32_t n_in = 512, n_out = 64;
@@ -245,14 +245,14 @@ static void test_matmul_reuses_and_forgets_x(struct rig_backend *b, enum rig_typ
         struct rig_weight hw = { w, type, n_in, n_out, rb }, dw;
         int r = gpu_backend_upload_weight(b, &hw, &dw);
         float *dx = upload(b, x, n_in * sizeof(float)), *ddelta = upload(b, delta, n_in * sizeof(float));
-        float *dy = b->ops->alloc(b, n_out);
+        float *dy = b->ops->alloc(b, n_out), *dnormed = b->ops->alloc(b, n_in), *dnorm_w = upload(b, x, n_in * sizeof(float));
         double err = NAN;
-        if (r == 0 && dx && ddelta && dy) {
+        if (r == 0 && dx && ddelta && dy && dnormed && dnorm_w) {
                 b->ops->matmul(b, &dw, dx, 1, NULL, dy);
                 b->ops->matmul(b, &dw, dx, 1, NULL, dy);        /* the same x: reused */
                 b->ops->read(b, y, dy, n_out);
                 err = matmul_error(type, w, n_out, n_in, x, 1, NULL, y);
-                b->ops->add(b, dx, ddelta, n_in);
+                b->ops->add_rmsnorm(b, dx, ddelta, dnormed, dnorm_w, n_in, 1);
                 b->ops->matmul(b, &dw, dx, 1, NULL, dy);
                 b->ops->read(b, y, dy, n_out);
                 for (uint32_t i = 0; i < n_in; i++)
@@ -670,7 +670,7 @@ static void test_attention_all(void)
         }
 }
 
-/* ---- swiglu, add ---- */
+/* ---- swiglu, add_rmsnorm ---- */
 
 static void test_swiglu(struct rig_backend *b, uint32_t n)
 {
@@ -698,23 +698,48 @@ static void test_swiglu(struct rig_backend *b, uint32_t n)
         free(got);
 }
 
-static void test_add(struct rig_backend *b, uint32_t n)
+/* x += y exactly (one rounding), then the norm of the new x as test_rmsnorm's reference. */
+static void test_add_rmsnorm(struct rig_backend *b, uint32_t n, uint32_t rows)
 {
-        float *x = random_floats(n), *y = random_floats(n), *got = malloc(n * sizeof(float));
-        float *dx = upload(b, x, n * sizeof(float)), *dy = upload(b, y, n * sizeof(float));
-        double err = NAN;
-        if (dx && dy) {
-                b->ops->add(b, dx, dy, n);
-                b->ops->read(b, got, dx, n);
-                for (uint32_t i = 0; i < n; i++)
+        size_t total = (size_t)n * rows;
+        float *x = random_floats(total), *y = random_floats(total), *w = random_floats(n);
+        float *got_x = malloc(total * sizeof(float)), *got = malloc(total * sizeof(float));
+        float *dx = upload(b, x, total * sizeof(float)), *dy = upload(b, y, total * sizeof(float));
+        float *dw = upload(b, w, n * sizeof(float)), *dout = b->ops->alloc(b, total);
+        double err_x = NAN, err = NAN;
+        if (dx && dy && dw && dout) {
+                b->ops->add_rmsnorm(b, dx, dy, dout, dw, n, rows);
+                b->ops->read(b, got_x, dx, total);
+                b->ops->read(b, got, dout, total);
+                for (size_t i = 0; i < total; i++)
                         x[i] += y[i];
-                err = max_abs_diff(got, x, n);
+                err_x = max_abs_diff(got_x, x, total);
+                err = 0;
+                for (uint32_t r = 0; r < rows; r++) {
+                        const float *xr = x + (size_t)r * n;
+                        double ss = 0, top = 0, e = 0;
+                        for (uint32_t i = 0; i < n; i++)
+                                ss += (double)xr[i] * xr[i];
+                        float scale = (float)(1.0 / sqrt(ss / n + b->model->cfg.rms_eps));
+                        for (uint32_t i = 0; i < n; i++) {
+                                float want = xr[i] * scale * w[i];
+                                top = fabs(want) > top ? fabs(want) : top;
+                                double d = fabs((double)got[(size_t)r * n + i] - want);
+                                e = d > e || d != d ? d : e;
+                        }
+                        e /= top > 0 ? top : 1;
+                        if (!(e <= err))
+                                err = e;
+                }
         }
         char shape[32];
-        snprintf(shape, sizeof(shape), "n %u", n);
-        report(b, "add", shape, err, 0.0);      /* one rounding, exact */
+        snprintf(shape, sizeof(shape), "n %u x%u", n, rows);
+        report(b, "add (x)", shape, err_x, 0.0);        /* one rounding, exact */
+        report(b, "add_rmsnorm", shape, err, 2.4e-7);
         free(x);
         free(y);
+        free(w);
+        free(got_x);
         free(got);
 }
 
@@ -734,8 +759,9 @@ static void test_elementwise_all(void)
         static const uint32_t sizes[] = { 1, 7, 4097, 14336 };
         for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
                 test_swiglu(b, sizes[i]);
-                test_add(b, sizes[i]);
+                test_add_rmsnorm(b, sizes[i], 1);
         }
+        test_add_rmsnorm(b, 4096, 7);
         b->ops->free(b);
         model_spec_free(m);
 }
