@@ -39,9 +39,10 @@ struct gpu_batch {
 #define GPU_MAX_COLS 8
 
 /* From this many columns on, gpu_matmul of a quantized type takes the tile kernel
- * (gpu_matmul_tiles) instead of matvec launches of GPU_MAX_COLS columns. To be tuned by
- * measurement (bench_gpu_matvec). */
-#define GPU_TILES_MIN_COLS 16
+ * (gpu_matmul_tiles) instead of matvec launches of GPU_MAX_COLS columns. Measured on an H200
+ * (llama3-8b Q4_K_M, rig bench -B): 16 sequences 1435 t/s by matvec against 1150 by tiles, 24
+ * sequences 1494 against 1704 (docs/perf.md). */
+#define GPU_TILES_MIN_COLS 24
 
 /* true when matvec and embed have a kernel for rows of this type. */
 bool gpu_type_supported(enum rig_type type);

@@ -14,7 +14,7 @@ import numpy as np
 
 RIG = os.environ.get("RIG", "build/runtime/rig")
 TOKENS = "1,72,101,108,259,111,33,10,200,17,3,99"
-# A prompt long enough for the matrix-matrix (tile) kernels of the quantized types (16+ tokens a step)
+# A prompt long enough for the matrix-matrix (tile) kernels of the quantized types (24+ tokens a step)
 LONG_TOKENS = ",".join(str((i * 37 + 11) % 250) for i in range(40))
 
 # Both backends take float32 activations for float weights (only summation order separates

@@ -316,9 +316,9 @@ static void test_matmul_all(void)
         static const uint32_t float_shapes[][2] = { { 1, 1 }, { 5, 100 }, { 3, 7 }, { 9, 8 } };
         /* every kernel instance (1..8 columns), and more than one launch holds (13) */
         static const uint32_t col_counts[] = { 2, 3, 4, 5, 6, 7, 8, 13 };
-        /* the tile kernel of the quantized types (from GPU_TILES_MIN_COLS = 16 columns, tiles of
+        /* the tile kernel of the quantized types (from GPU_TILES_MIN_COLS = 24 columns, tiles of
          * 128 rows x 64 columns): one partial tile, a full one, two with the second partial */
-        static const uint32_t tile_col_counts[] = { 16, 17, 64, 100 };
+        static const uint32_t tile_col_counts[] = { 24, 25, 64, 100 };
 
         struct rig_model *m = model_from_spec(&default_spec);
         for (size_t t = 0; t < sizeof(matmul_tolerance) / sizeof(matmul_tolerance[0]); t++) {
