@@ -552,16 +552,25 @@ static void gpu_embed_op(struct rig_backend *b, float *x)
         submit_simple(b, OP_EMBED, x, NULL, NULL, 0);
 }
 
-static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n,
-                           uint32_t n_rows)
+/* rmsnorm (residual NULL) and add_rmsnorm: out = norm(a) by w, rows of n; add_rmsnorm first adds
+ * a to residual and norms that. */
+static void submit_norm(struct rig_backend *b, enum op_kind kind, float *residual, const float *a, const float *w,
+                        float *out, uint32_t n, uint32_t n_rows)
 {
-        struct gpu_op op = new_op(to_gpu(b), OP_RMSNORM);
-        op.out = out;
-        op.a = x;
+        struct gpu_op op = new_op(to_gpu(b), kind);
+        op.residual = residual;
+        op.a = a;
         op.b = w;
+        op.out = out;
         op.n = n;
         op.rows = n_rows;
         submit(to_gpu(b), &op);
+}
+
+static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n,
+                           uint32_t n_rows)
+{
+        submit_norm(b, OP_RMSNORM, NULL, x, w, out, n, n_rows);
 }
 
 /* Room in act for n_elems levels (and their scales); false, with the error noted, when the
@@ -642,14 +651,7 @@ static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, 
 static void gpu_add_rmsnorm_op(struct rig_backend *b, float *x, const float *y, float *out, const float *w, uint32_t n,
                                uint32_t n_rows)
 {
-        struct gpu_op op = new_op(to_gpu(b), OP_ADD_RMSNORM);
-        op.residual = x;
-        op.a = y;
-        op.b = w;
-        op.out = out;
-        op.n = n;
-        op.rows = n_rows;
-        submit(to_gpu(b), &op);
+        submit_norm(b, OP_ADD_RMSNORM, x, y, w, out, n, n_rows);
 }
 
 /* The best of five device-to-device copies of 1 GiB, timed with events on the backend's stream:

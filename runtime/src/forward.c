@@ -142,7 +142,7 @@ int session_eval(struct rig_session *s, int32_t token, uint32_t pos)
         return session_eval_batch(s, &batch, false);
 }
 
-int session_eval_prompt(struct rig_session *s, const int32_t *ids, size_t n, uint32_t start_pos)
+int session_eval_prompt(struct rig_session *s, const int32_t *ids, size_t n, uint32_t start_pos, bool all_logits)
 {
         if (n == 0 || start_pos >= s->n_ctx || n > s->n_ctx - start_pos)
                 return -EINVAL;
@@ -154,7 +154,7 @@ int session_eval_prompt(struct rig_session *s, const int32_t *ids, size_t n, uin
                 for (uint32_t i = 0; i < k; i++)
                         pos[i] = start_pos + (uint32_t)(done + i);
                 struct rig_batch batch = { k, ids + done, pos, seq };
-                r = session_eval_batch(s, &batch, false);
+                r = session_eval_batch(s, &batch, all_logits);
         }
         free(pos);
         free(seq);

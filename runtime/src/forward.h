@@ -43,6 +43,7 @@ int session_eval_batch(struct rig_session *s, const struct rig_batch *batch, boo
 /* One token of sequence 0: session_eval_batch of a batch of one. */
 int session_eval(struct rig_session *s, int32_t token, uint32_t pos);
 
-/* Tokens [0, n) of ids at positions start_pos.. of sequence 0, n_batch at a time; the last
- * one's logits in s->logits. Errors as session_eval_batch. */
-int session_eval_prompt(struct rig_session *s, const int32_t *ids, size_t n, uint32_t start_pos);
+/* Tokens [0, n) of ids at positions start_pos.. of sequence 0, n_batch at a time; in s->logits
+ * the last step's as session_eval_batch leaves them (all its tokens', or the last one's). Errors
+ * as session_eval_batch. */
+int session_eval_prompt(struct rig_session *s, const int32_t *ids, size_t n, uint32_t start_pos, bool all_logits);

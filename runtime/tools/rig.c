@@ -118,14 +118,15 @@ static int open_session(const struct rig_model *m, const struct session_shape *s
         return session_new(b, shape->n_batch, out);
 }
 
-/* A token the model has no row for, on stderr: the message of the tokens' checks below. */
-static bool tokens_fit_vocabulary(const struct rig_model *m, const int32_t *ids, size_t n, const char *source)
+/* false, saying on stderr which token the model has no row for (source gave it; hint: what that
+ * means, or ""). */
+static bool tokens_fit_vocabulary(const struct rig_model *m, const int32_t *ids, size_t n, const char *source,
+                                  const char *hint)
 {
         for (size_t i = 0; i < n; i++)
                 if (ids[i] < 0 || (uint32_t)ids[i] >= m->cfg.n_vocab) {
                         fprintf(stderr, "rig: %s gave token %d (position %zu), but the model has %u rows of embeddings%s\n",
-                                source, ids[i], i, m->cfg.n_vocab,
-                                strcmp(source, "the tokenizer") == 0 ? ": tokenizer and weights do not belong together" : "");
+                                source, ids[i], i, m->cfg.n_vocab, hint);
                         return false;
                 }
         return true;
@@ -322,21 +323,17 @@ static int parse_tokens(const char *list, int32_t **out, size_t *n)
 static int write_logits(struct rig_session *s, const int32_t *ids, size_t n, size_t first, FILE *out)
 {
         uint32_t k = n - first < s->n_batch ? (uint32_t)(n - first) : s->n_batch;
-        uint32_t *pos = malloc(k * sizeof(uint32_t)), *seq = calloc(k, sizeof(uint32_t));
-        int r = pos && seq ? 0 : -ENOMEM;
-        for (uint32_t i = 0; r == 0 && i < k; i++)
-                pos[i] = (uint32_t)(first + i);
-        struct rig_batch batch = { k, ids + first, pos, seq };
-        if (r == 0 && (r = session_eval_batch(s, &batch, true)) < 0)
+        int r = session_eval_prompt(s, ids + first, k, (uint32_t)first, true);
+        if (r < 0) {
                 report_eval_error(s, r, first, k);
-        size_t n_floats = (size_t)k * s->model->cfg.n_vocab;
-        if (r == 0 && fwrite(s->logits, sizeof(float), n_floats, out) != n_floats) {
-                fprintf(stderr, "rig: writing the logits: %s\n", strerror(errno));
-                r = -EIO;
+                return r;
         }
-        free(pos);
-        free(seq);
-        return r;
+        size_t n_floats = (size_t)k * s->model->cfg.n_vocab;
+        if (fwrite(s->logits, sizeof(float), n_floats, out) != n_floats) {
+                fprintf(stderr, "rig: writing the logits: %s\n", strerror(errno));
+                return -EIO;
+        }
+        return 0;
 }
 
 static int cmd_logits(int argc, char **argv)
@@ -375,7 +372,7 @@ static int cmd_logits(int argc, char **argv)
                 free(ids);
                 return 1;
         }
-        if (!tokens_fit_vocabulary(m, ids, n, "--tokens")) {
+        if (!tokens_fit_vocabulary(m, ids, n, "--tokens", "")) {
                 model_free(m);
                 free(ids);
                 return 1;
@@ -427,7 +424,7 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                 free(ids);
                 return 1;
         }
-        if (!tokens_fit_vocabulary(m, ids, n, "the tokenizer")) {
+        if (!tokens_fit_vocabulary(m, ids, n, "the tokenizer", ": tokenizer and weights do not belong together")) {
                 free(ids);
                 return 1;
         }
@@ -452,7 +449,7 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
         fputs(o->prompt, stdout);
         fflush(stdout);
         double t0 = now_s();
-        if ((r = session_eval_prompt(s, ids, n, 0)) < 0)
+        if ((r = session_eval_prompt(s, ids, n, 0, false)) < 0)
                 report_eval_error(s, r, 0, n);
         for (size_t i = 0; i < n; i++)
                 sampler_accept(&smp, ids[i]);
@@ -601,7 +598,7 @@ static int bench_prompt(struct rig_session *s, int n, double *seconds)
         for (int i = 0; i < n; i++)
                 ids[i] = bench_token(s->model, (uint32_t)i);
         double t0 = now_s();
-        int r = session_eval_prompt(s, ids, (size_t)n, 0);
+        int r = session_eval_prompt(s, ids, (size_t)n, 0, false);
         *seconds = now_s() - t0;
         free(ids);
         return r;

@@ -31,6 +31,7 @@ struct fixture {
 static int setup(void **state, const char *shape, const char *type)
 {
         struct fixture *f = calloc(1, sizeof(*f));
+        /* mkstemp replaces the six X of its template with a unique name */
         snprintf(f->path, sizeof(f->path), "/tmp/rig-test-forward-XXXXXX");
         int fd = mkstemp(f->path);
         if (fd < 0)
@@ -115,7 +116,7 @@ static void test_prompt_in_steps_of_8_equals_token_by_token(void **state)
                                            f->n_vocab);
         }
         /* session_eval_prompt leaves the last token's logits only */
-        assert_int_equal(session_eval_prompt(s, tokens, N, 0), 0);
+        assert_int_equal(session_eval_prompt(s, tokens, N, 0, false), 0);
         assert_int_equal(s->n_logits, 1);
         assert_same_logits(s->logits, want + (size_t)(N - 1) * f->n_vocab, f->n_vocab);
         session_free(s);
@@ -186,11 +187,11 @@ static void test_batches_it_cannot_run_are_refused(void **state)
         assert_int_equal(session_eval_batch(s, &b2, false), -EINVAL);
         assert_int_equal(session_eval_batch(s, &b3, false), -EINVAL);
         assert_int_equal(session_eval_batch(s, &b4, false), -EINVAL);
-        assert_int_equal(session_eval_prompt(s, tokens, 0, 0), -EINVAL);
-        assert_int_equal(session_eval_prompt(s, tokens, 2, N_CTX - 1), -EINVAL);   /* runs past the context */
+        assert_int_equal(session_eval_prompt(s, tokens, 0, 0, false), -EINVAL);
+        assert_int_equal(session_eval_prompt(s, tokens, 2, N_CTX - 1, false), -EINVAL);   /* runs past the context */
         /* still usable, and right */
         float *want = alone(f, tokens, 3);
-        assert_int_equal(session_eval_prompt(s, tokens, 3, 0), 0);
+        assert_int_equal(session_eval_prompt(s, tokens, 3, 0, false), 0);
         assert_same_logits(s->logits, want + 2 * (size_t)f->n_vocab, f->n_vocab);
         free(want);
         session_free(s);
