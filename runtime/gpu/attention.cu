@@ -46,6 +46,7 @@ static __device__ __forceinline__ size_t kv_row(const struct rig_kv &kv, uint32_
 __global__ void kv_store_kernel(struct rig_kv kv, uint32_t layer, struct gpu_batch batch, const float *k,
                                 const float *v)
 {
+        gpu_grid_begin();
         uint32_t i = blockIdx.z;
         const float *src = (blockIdx.y ? v : k) + (size_t)i * kv.kv_dim;
         uint8_t *dst = (blockIdx.y ? kv.v : kv.k) + kv_row(kv, layer, batch.seq[i], batch.pos[i]) * kv.row_bytes;
@@ -114,6 +115,7 @@ struct attn_args {
 template <int HEADS, int MAX_D>
 __global__ void attention_kernel(attn_args a)
 {
+        gpu_grid_begin();
         constexpr int PER_LANE = MAX_D / WARP_SIZE > 0 ? MAX_D / WARP_SIZE : 1;
         __shared__ float part_acc[ATTN_MAX_WARPS][HEADS][MAX_D];
         __shared__ float part_max[ATTN_MAX_WARPS][HEADS], part_sum[ATTN_MAX_WARPS][HEADS];
@@ -209,6 +211,7 @@ __global__ void attention_kernel(attn_args a)
 /* Block (h, i): query head h of batch token i from its slices' sums (slot layout above). */
 __global__ void attention_merge_kernel(const float *part, uint32_t n_head, uint32_t n_slices, uint32_t d, float *out)
 {
+        gpu_grid_begin();
         size_t head = (size_t)blockIdx.y * n_head + blockIdx.x;
         const float *slots = part + head * n_slices * (d + 2);
         float m = -INFINITY;

@@ -346,9 +346,10 @@ struct gpu_op {
         uint32_t layer;                 /* attention */
         struct gpu_batch batch;         /* embed, rope, attention: the step's tokens */
         float *residual;                /* add_rmsnorm: x, added to, then normed into out */
-        const float *a, *b, *c;         /* inputs: x, weights or bias, ... (see run_op) */
+        const float *a, *b, *c;         /* inputs: x, weights, ... (see launch_op) */
         float *out;
-        struct rig_weight w;            /* matmul */
+        struct gpu_matmul_part parts[GPU_MAX_PARTS];    /* matmul: the weights on x, outputs, biases */
+        uint32_t n_parts;
         enum gpu_act_order quantize;    /* matmul: quantize a into act first, in this order */
         struct gpu_act act;             /* matmul of a quantized type: its activations */
 };
@@ -366,8 +367,13 @@ static void profile_name(const struct gpu_op *op, char *out, size_t size)
                 snprintf(out, size, "%s", op_name(op->kind));
                 return;
         }
-        const struct rig_type_info *t = rig_type_get(op->w.type);
-        snprintf(out, size, "matmul %s %ux%u x%u", t ? t->name : "?", op->w.n_out, op->w.n_in, op->n);
+        const struct rig_weight *w = &op->parts[0].w;
+        const struct rig_type_info *t = rig_type_get(w->type);
+        uint32_t n_out = 0;
+        for (uint32_t p = 0; p < op->n_parts; p++)
+                n_out += op->parts[p].w.n_out;
+        snprintf(out, size, "matmul %s %ux%u x%u%s", t ? t->name : "?", n_out, w->n_in, op->n,
+                 op->n_parts > 1 ? " (joined)" : "");
 }
 
 static void launch_op(struct gpu_backend *g, const struct gpu_op *op)
@@ -383,8 +389,8 @@ static void launch_op(struct gpu_backend *g, const struct gpu_op *op)
                 break;
         case OP_MATMUL:
                 if (op->quantize != GPU_ACT_NONE)
-                        gpu_quantize_act(l, op->a, op->w.n_in, op->n, op->quantize, &op->act);
-                gpu_matmul(l, &op->w, op->a, op->act.q ? &op->act : NULL, op->n, op->b, op->out);
+                        gpu_quantize_act(l, op->a, op->parts[0].w.n_in, op->n, op->quantize, &op->act);
+                gpu_matmul_parts(l, op->parts, op->n_parts, op->a, op->act.q ? &op->act : NULL, op->n);
                 break;
         case OP_ROPE:
                 gpu_rope(l, op->out, op->n, c->head_dim, c->rope_type, g->rope_freqs, &op->batch);
@@ -416,8 +422,10 @@ static void run_op(void *ctx, const void *record)
         op_profile_begin(g->profile, g->launch.stream);
         launch_op(g, op);
         check_launch(g, op_name(op->kind));
-        op_profile_end(g->profile, g->launch.stream, what,
-                       op->kind == OP_MATMUL ? (double)op->w.row_bytes * op->w.n_out : 0.0);
+        double bytes = 0;
+        for (uint32_t p = 0; op->kind == OP_MATMUL && p < op->n_parts; p++)
+                bytes += (double)op->parts[p].w.row_bytes * op->parts[p].w.n_out;
+        op_profile_end(g->profile, g->launch.stream, what, bytes);
 }
 
 /* Inside a step the op waits for end_batch; outside (tests of single ops) it runs now. */
@@ -469,6 +477,7 @@ struct batch_chunk {
 
 __global__ void write_batch_kernel(struct batch_chunk c, int32_t *tokens, uint32_t *pos, uint32_t *seq)
 {
+        gpu_grid_begin();
         uint32_t i = threadIdx.x;
         if (i >= c.n)
                 return;
@@ -595,15 +604,40 @@ static bool reserve_act(struct gpu_backend *g, size_t n_elems)
         return true;
 }
 
+/* A matmul of a step on the x the step's last op multiplied too, with a weight of the same
+ * type and shape of rows (Q, K and V; gate and up), joins that op's launch (gpu_matmul_parts).
+ * Not when that op's outputs include x (it read x before), nor when this one writes x. */
+static bool join_last_matmul(struct gpu_backend *g, const struct rig_weight *w, const float *x, uint32_t n,
+                             const float *bias, float *y)
+{
+        struct gpu_op *last = g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
+        if (!last || last->kind != OP_MATMUL || last->a != x || last->n != n || last->n_parts == GPU_MAX_PARTS || y == x)
+                return false;
+        const struct rig_weight *w0 = &last->parts[0].w;
+        if (w0->type != w->type || w0->n_in != w->n_in || w0->row_bytes != w->row_bytes)
+                return false;
+        for (uint32_t p = 0; p < last->n_parts; p++)
+                if (last->parts[p].y == x)
+                        return false;
+        struct gpu_matmul_part *part = &last->parts[last->n_parts++];
+        part->w = *w;
+        part->bias = bias;
+        part->y = y;
+        return true;
+}
+
 static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, const float *x, uint32_t n,
                           const float *bias, float *y)
 {
         struct gpu_backend *g = to_gpu(b);
+        if (join_last_matmul(g, w, x, n, bias, y))
+                return;
         struct gpu_op op = new_op(g, OP_MATMUL);
-        op.w = *w;
+        op.parts[0].w = *w;
+        op.parts[0].bias = bias;
+        op.parts[0].y = y;
+        op.n_parts = 1;
         op.a = x;
-        op.b = bias;
-        op.out = y;
         op.n = n;
         enum gpu_act_order order = gpu_act_order_of(w->type);
         if (order != GPU_ACT_NONE) {
@@ -788,11 +822,13 @@ extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, uint32
                 goto fail;
         }
         g->model.layers = g->layers;
-        step_graph_init(&g->graph, sizeof(struct gpu_op));
+        if ((r = open_device(device, &g->launch, err, err_size)) < 0)
+                goto fail;
+        step_graph_init(&g->graph, sizeof(struct gpu_op), g->launch.cc_major >= 9);
         g->profile = op_profile_new();
         if (g->profile)
                 g->graph.is_off = true;         /* each op timed alone */
-        if ((r = open_device(device, &g->launch, err, err_size)) < 0 || (r = upload_weights(g, m, err, err_size)) < 0 ||
+        if ((r = upload_weights(g, m, err, err_size)) < 0 ||
             (r = upload_rope_freqs(g, m, err, err_size)) < 0 ||
             (r = alloc_kv(g, kv_type, n_ctx, n_seq, err, err_size)) < 0)
                 goto fail;

@@ -12,6 +12,7 @@ template <typename D>
 __global__ void dequantize_row_kernel(const uint8_t *embd, size_t row_bytes, struct gpu_batch batch, uint32_t n,
                                       float *out)
 {
+        gpu_grid_begin();
         const uint8_t *row = embd + (size_t)batch.tokens[blockIdx.y] * row_bytes;
         uint32_t c = blockIdx.x * blockDim.x + threadIdx.x;
         if (c >= D::chunks(n))
@@ -69,6 +70,7 @@ void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const str
 /* out, gate, up: [n]; silu(v) = v / (1 + e^-v). */
 __global__ void swiglu_kernel(float *out, const float *gate, const float *up, uint32_t n)
 {
+        gpu_grid_begin();
         uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
         if (i >= n)
                 return;

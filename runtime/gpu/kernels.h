@@ -68,6 +68,22 @@ void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in,
 void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
                 uint32_t n_cols, const float *bias, float *y);
 
+/* Most weights one matmul launch takes on the same activations (Q, K and V; gate and up). */
+#define GPU_MAX_PARTS 3
+
+/* One weight of several multiplied by the same x in one launch: y[j][n_out] = W x[j] (+ bias). */
+struct gpu_matmul_part {
+        struct rig_weight w;
+        const float *bias;              /* [n_out] or NULL */
+        float *y;                       /* [n_cols][n_out] */
+};
+
+/* gpu_matmul of n_parts (1..GPU_MAX_PARTS) weights of one type, n_in and row stride on the same
+ * x, as one launch over all their rows: a small weight (K, V of 1024 rows) alone leaves most
+ * multiprocessors idle, and each launch costs its ramp-up and tail. */
+void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *parts, uint32_t n_parts, const float *x,
+                      const struct gpu_act *act, uint32_t n_cols);
+
 /* gpu_matmul for a quantized type (act holds x quantized) by tiles of rows x columns: each
  * weight byte is read once per 64 columns. Tensor cores (mma.sync) on NVIDIA devices of compute
  * capability 8.0 and later, dp4a elsewhere or when the environment has RIG_GPU_MMA=0 (read at

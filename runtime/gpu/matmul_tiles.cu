@@ -382,6 +382,7 @@ static __device__ __forceinline__ void tile_write(const tile_args &a, uint32_t r
 template <typename D, bool MMA>
 __global__ void __launch_bounds__(TILE_THREADS, TILE_MIN_BLOCKS) matmul_tiles_kernel(tile_args a)
 {
+        gpu_grid_begin();
         typedef tile_shape<D> S;
         __shared__ tile_smem s;
         uint32_t row0 = blockIdx.x * TILE_ROWS, col0 = blockIdx.y * TILE_COLS;
@@ -410,6 +411,7 @@ __global__ void __launch_bounds__(TILE_THREADS, TILE_MIN_BLOCKS) matmul_tiles_ke
 static __global__ void tile_sum_slices(const float *part, uint32_t n_slices, size_t n, uint32_t n_out,
                                        const float *bias, float *y)
 {
+        gpu_grid_begin();
         size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
         if (i >= n)
                 return;

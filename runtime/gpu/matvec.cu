@@ -12,27 +12,71 @@
 #include "reduce.cuh"
 #include "rig_assert.h"
 
+#include <string.h>
+
 /* Warps per block. A row takes 1, 2 or 4 of them (warps_per_row, chosen in gpu_matmul): one
  * warp per row leaves a multiprocessor ~30 warps (4096 rows) each waiting on its loads, and a
  * float row split over 4 warps keeps 4 times the loads in flight. */
 #define MATVEC_BLOCK_WARPS 4
 
-struct matvec_args {
+/* One weight of the launch (a launch takes the products of up to GPU_MAX_PARTS weights on the
+ * same x: its rows are theirs one after another). */
+struct matvec_part {
         const uint8_t *w;
-        size_t stride;                  /* bytes from one row to the next */
-        uint32_t n_in, n_out;
+        const float *bias;              /* [n_out] or NULL */
+        float *y;                       /* [n_cols][n_out] */
+        uint32_t n_out;
+};
+
+struct matvec_args {
+        matvec_part part[GPU_MAX_PARTS];
+        uint32_t n_parts;
+        uint32_t n_rows;                /* of all parts */
+        size_t stride;                  /* bytes from one row to the next, in every part */
+        uint32_t n_in;
         const float *x;                 /* [n_cols][n_in], float types */
         const int8_t *xq;               /* [n_cols][n_in], quantized types */
         const float2 *xds;              /* [n_cols][n_in / 32] */
-        const float *bias;              /* [n_out] or NULL */
-        float *y;                       /* [n_cols][n_out] */
         uint32_t warps_per_row;         /* 1, 2 or 4 */
 };
+
+/* Row `row` of the launch (< n_rows) as row `row` of its part. Unrolled over the parts, so the
+ * arguments are read by constant index (a run-time index would copy them to local memory). */
+struct row_target {
+        const uint8_t *w;               /* the row's weights */
+        const float *bias;
+        float *y;
+        uint32_t row, n_out;
+};
+
+static __device__ __forceinline__ row_target target_of(const matvec_args &a, uint32_t row)
+{
+        row_target t;
+        uint32_t first = 0;
+#pragma unroll
+        for (int p = 0; p < GPU_MAX_PARTS; p++) {
+                if (p == 0 || (p < (int)a.n_parts && row >= first)) {
+                        t.row = row - first;
+                        t.w = a.part[p].w + (size_t)t.row * a.stride;
+                        t.bias = a.part[p].bias;
+                        t.y = a.part[p].y;
+                        t.n_out = a.part[p].n_out;
+                }
+                first += a.part[p].n_out;
+        }
+        return t;
+}
+
+/* Writes column j of the row's result. */
+static __device__ __forceinline__ void store_target(const row_target &t, uint32_t j, float sum)
+{
+        t.y[(size_t)j * t.n_out + t.row] = t.bias ? sum + t.bias[t.row] : sum;
+}
 
 /* Which row this thread works on, and its place among the row's threads. */
 struct row_share {
         uint32_t row, first, step;      /* chunks first, first + step, ... */
-        bool is_live;                   /* row < n_out (the others still meet at the barrier) */
+        bool is_live;                   /* row < n_rows (the others still meet at the barrier) */
 };
 
 static __device__ __forceinline__ row_share share_of(const matvec_args &a)
@@ -41,7 +85,7 @@ static __device__ __forceinline__ row_share share_of(const matvec_args &a)
         r.row = blockIdx.x * (MATVEC_BLOCK_WARPS / a.warps_per_row) + threadIdx.y / a.warps_per_row;
         r.first = threadIdx.y % a.warps_per_row * WARP_SIZE + threadIdx.x;
         r.step = a.warps_per_row * WARP_SIZE;
-        r.is_live = r.row < a.n_out;
+        r.is_live = r.row < a.n_rows;
         return r;
 }
 
@@ -84,14 +128,15 @@ static __device__ __forceinline__ void store_row(const matvec_args &a, const row
         float s = 0.0f;
         for (uint32_t k = 0; k < a.warps_per_row; k++)
                 s += part[threadIdx.y + k][threadIdx.x];
-        a.y[(size_t)threadIdx.x * a.n_out + r.row] = a.bias ? s + a.bias[r.row] : s;
+        store_target(target_of(a, r.row), threadIdx.x, s);
 }
 
 template <typename D, int NCOLS>
 __global__ void matvec_float_kernel(matvec_args a)
 {
+        gpu_grid_begin();
         row_share r = share_of(a);
-        const uint8_t *wr = a.w + (size_t)r.row * a.stride;
+        const uint8_t *wr = target_of(a, r.is_live ? r.row : 0).w;
         uint32_t n_chunks = r.is_live ? D::chunks(a.n_in) : 0;
         float acc[NCOLS] = {};
         for (uint32_t c = r.first; c < n_chunks; c += r.step) {
@@ -117,14 +162,15 @@ __global__ void matvec_float_kernel(matvec_args a)
 template <typename D, int NCOLS, int ROWS, int UNROLL>
 __global__ void matvec_int8_kernel(matvec_args a)
 {
+        gpu_grid_begin();
         uint32_t lane = threadIdx.x;
         uint32_t row0 = (blockIdx.x * MATVEC_BLOCK_WARPS + threadIdx.y) * ROWS;
         uint32_t n_chunks = a.n_in / D::CHUNK, n_blocks = a.n_in / 32;
-        uint32_t end = row0 < a.n_out ? n_chunks : 0;
+        uint32_t end = row0 < a.n_rows ? n_chunks : 0;
         const uint8_t *wr[ROWS];
 #pragma unroll
         for (int r = 0; r < ROWS; r++)      /* a row past the end reads the last one again, unused */
-                wr[r] = a.w + (size_t)(row0 + r < a.n_out ? row0 + r : a.n_out - 1) * a.stride;
+                wr[r] = target_of(a, row0 + r < a.n_rows ? row0 + r : a.n_rows - 1).w;
         float acc[ROWS][NCOLS] = {};
         for (uint32_t c0 = lane; c0 < end; c0 += UNROLL * WARP_SIZE) {
                 typename D::W wv[UNROLL][ROWS];
@@ -157,9 +203,8 @@ __global__ void matvec_int8_kernel(matvec_args a)
 #pragma unroll
                 for (int j = 0; j < NCOLS; j++) {
                         float sum = warp_sum(acc[r][j]);
-                        uint32_t row = row0 + r;
-                        if (lane == 0 && row < a.n_out)
-                                a.y[(size_t)j * a.n_out + row] = a.bias ? sum + a.bias[row] : sum;
+                        if (lane == 0 && row0 + r < a.n_rows)
+                                store_target(target_of(a, row0 + r), j, sum);
                 }
 }
 
@@ -215,7 +260,7 @@ static void launch_int8_single(const struct gpu_launch *g, const matvec_args &a,
                 unroll = 2;
         }
         uint32_t rows_per_block = MATVEC_BLOCK_WARPS * rows;
-        dim3 grid((a.n_out + rows_per_block - 1) / rows_per_block);
+        dim3 grid((a.n_rows + rows_per_block - 1) / rows_per_block);
         cudaStream_t s = g->stream;
         if (rows == 1 && unroll == 1)
                 matvec_int8_kernel<D, 1, 1, 1><<<grid, block, 0, s>>>(a);
@@ -278,6 +323,7 @@ bool gpu_type_supported(enum rig_type type)
 __global__ void quantize_act_kernel(const float *x, uint32_t n_in, size_t n, enum gpu_act_order order, int8_t *q,
                                     float2 *ds)
 {
+        gpu_grid_begin();
         size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
         float v = i < n ? x[i] : 0.0f;  /* every lane shuffles, even past the end */
         float amax = fabsf(v);
@@ -310,26 +356,37 @@ void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in,
                                                                                               a->ds);
 }
 
-void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
-                uint32_t n_cols, const float *bias, float *y)
+void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *parts, uint32_t n_parts, const float *x,
+                      const struct gpu_act *act, uint32_t n_cols)
 {
+        RIG_ASSERT(n_parts >= 1 && n_parts <= GPU_MAX_PARTS, "a matmul of %u weights", n_parts);
+        const struct rig_weight *w = &parts[0].w;
+        uint32_t n_rows = 0;
+        for (uint32_t p = 0; p < n_parts; p++) {
+                const struct rig_weight *wp = &parts[p].w;
+                RIG_ASSERT(wp->type == w->type && wp->n_in == w->n_in && wp->row_bytes == w->row_bytes,
+                           "matmul part %u: type %d, %u columns, stride %zu, not part 0's (%d, %u, %zu)", p,
+                           (int)wp->type, wp->n_in, wp->row_bytes, (int)w->type, w->n_in, w->row_bytes);
+                RIG_ASSERT(((uintptr_t)wp->data & 15) == 0, "matvec: W %p not 16-byte aligned", wp->data);
+                n_rows += wp->n_out;
+        }
         const struct matvec_entry *e = matvec_find(w->type);
         RIG_ASSERT(e, "matvec of weight type %d", (int)w->type);
         bool takes_act = gpu_act_order_of(w->type) != GPU_ACT_NONE;
         RIG_ASSERT(takes_act ? act && w->n_in % rig_type_get(w->type)->block_elems == 0 : ((uintptr_t)x & 15) == 0,
                    "matvec of type %d, n_in %u: x %p not 16-byte aligned, or no 8-bit activations", (int)w->type, w->n_in,
                    (const void *)x);
-        RIG_ASSERT(((uintptr_t)w->data & 15) == 0 && w->row_bytes % 16 == 0, "matvec: W %p, stride %zu not 16-byte aligned",
-                   w->data, w->row_bytes);
+        RIG_ASSERT(w->row_bytes % 16 == 0, "matvec: stride %zu not 16-byte aligned", w->row_bytes);
         uint32_t tiles_from = g->tiles_min_cols ? g->tiles_min_cols : GPU_TILES_MIN_COLS;
         if (takes_act && n_cols >= tiles_from) {
-                gpu_matmul_tiles(g, w, act, n_cols, bias, y);  /* reads W once per 64 columns, not per 8 */
+                for (uint32_t p = 0; p < n_parts; p++)  /* reads W once per 64 columns, not per 8 */
+                        gpu_matmul_tiles(g, &parts[p].w, act, n_cols, parts[p].bias, parts[p].y);
                 return;
         }
         launch_fn fn = e->vec;
         if (e->scalar && w->n_in % 8 != 0)
                 fn = e->scalar;
-        if (w->n_out == 0)
+        if (n_rows == 0)
                 return;
         /* Float rows: as many warps per row (up to 4) as leave every lane a chunk — F16 4096x14336
          * went from 40.3 to 33.6 us on the H200. Quantized rows: one warp each, which measured
@@ -342,23 +399,35 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
         }
         uint32_t rows_per_block = MATVEC_BLOCK_WARPS / warps_per_row;
         dim3 block(g->warp_size, MATVEC_BLOCK_WARPS);
-        dim3 grid((w->n_out + rows_per_block - 1) / rows_per_block);
+        dim3 grid((n_rows + rows_per_block - 1) / rows_per_block);
         for (uint32_t j = 0; j < n_cols; j += GPU_MAX_COLS) {
                 uint32_t cols = n_cols - j < GPU_MAX_COLS ? n_cols - j : GPU_MAX_COLS;
                 matvec_args a;
-                a.w = (const uint8_t *)w->data;
+                memset(&a, 0, sizeof(a));
+                for (uint32_t p = 0; p < n_parts; p++) {
+                        a.part[p].w = (const uint8_t *)parts[p].w.data;
+                        a.part[p].bias = parts[p].bias;
+                        a.part[p].y = parts[p].y + (size_t)j * parts[p].w.n_out;
+                        a.part[p].n_out = parts[p].w.n_out;
+                }
+                a.n_parts = n_parts;
+                a.n_rows = n_rows;
                 a.stride = w->row_bytes;
                 a.n_in = w->n_in;
-                a.n_out = w->n_out;
                 a.x = x ? x + (size_t)j * w->n_in : NULL;
                 a.xq = act ? act->q + (size_t)j * w->n_in : NULL;
                 a.xds = act ? act->ds + (size_t)j * (w->n_in / 32) : NULL;
-                a.bias = bias;
-                a.y = y + (size_t)j * w->n_out;
                 a.warps_per_row = warps_per_row;
                 if (cols == 1 && e->single)
                         e->single(g, a, block);
                 else
                         fn(a, cols, grid, block, g->stream);
         }
+}
+
+void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
+                uint32_t n_cols, const float *bias, float *y)
+{
+        struct gpu_matmul_part part = { *w, bias, y };
+        gpu_matmul_parts(g, &part, 1, x, act, n_cols);
 }

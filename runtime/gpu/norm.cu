@@ -8,6 +8,7 @@
 /* out, x: [n_rows][n], row blockIdx.x; w: [n]. */
 __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, uint32_t n, float eps)
 {
+        gpu_grid_begin();
         x += (size_t)blockIdx.x * n;
         out += (size_t)blockIdx.x * n;
         double ss = 0.0;
@@ -22,6 +23,7 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const float *w, uint3
 /* x, y, out: [n_rows][n], row blockIdx.x; x += y first, the sum of squares of the new x. */
 __global__ void add_rmsnorm_kernel(float *x, const float *y, float *out, const float *w, uint32_t n, float eps)
 {
+        gpu_grid_begin();
         x += (size_t)blockIdx.x * n;
         y += (size_t)blockIdx.x * n;
         out += (size_t)blockIdx.x * n;

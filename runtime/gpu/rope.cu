@@ -11,6 +11,7 @@
 __global__ void rope_kernel(float *vec, uint32_t n_heads, uint32_t head_dim, int is_neox, const double *freqs,
                             struct gpu_batch batch)
 {
+        gpu_grid_begin();
         uint32_t pos = batch.pos[blockIdx.y];
         vec += (size_t)blockIdx.y * n_heads * head_dim;
         uint32_t n_pairs = head_dim / 2;

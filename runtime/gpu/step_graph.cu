@@ -5,12 +5,14 @@
 
 #include "step_graph.h"
 
-void step_graph_init(struct step_graph *s, size_t op_bytes)
+void step_graph_init(struct step_graph *s, size_t op_bytes, bool has_early_launch)
 {
         memset(s, 0, sizeof(*s));
         s->op_bytes = op_bytes;
         const char *env = getenv("RIG_GPU_GRAPHS");
         s->is_off = env && strcmp(env, "0") == 0;
+        env = getenv("RIG_GPU_PDL");
+        s->launches_early = GPU_HAS_PDL && has_early_launch && !(env && strcmp(env, "0") == 0);
 }
 
 static void drop_exec(struct step_graph *s)
@@ -49,6 +51,11 @@ int step_graph_record(struct step_graph *s, const void *op)
         return 0;
 }
 
+void *step_graph_last(struct step_graph *s)
+{
+        return s->n_ops ? s->ops + (s->n_ops - 1) * s->op_bytes : NULL;
+}
+
 static void run_directly(struct step_graph *s, step_op_fn run, void *ctx)
 {
         for (size_t i = 0; i < s->n_ops; i++)
@@ -59,6 +66,42 @@ static bool matches_capture(const struct step_graph *s)
 {
         return s->has_exec && s->n_captured == s->n_ops && memcmp(s->captured, s->ops, s->n_ops * s->op_bytes) == 0;
 }
+
+#if GPU_HAS_PDL
+static bool is_kernel(cudaGraphNode_t node)
+{
+        enum cudaGraphNodeType type;
+        return cudaGraphNodeGetType(node, &type) == cudaSuccess && type == cudaGraphNodeTypeKernel;
+}
+
+/* Every plain edge from a kernel to a kernel becomes a programmatic one (step_graph.h). */
+static cudaError_t launch_kernels_early(cudaGraph_t graph)
+{
+        size_t n = 0;
+        cudaError_t e = cudaGraphGetEdges(graph, NULL, NULL, NULL, &n);
+        if (e != cudaSuccess || n == 0)
+                return e;
+        cudaGraphNode_t *from = (cudaGraphNode_t *)calloc(n, sizeof(*from));
+        cudaGraphNode_t *to = (cudaGraphNode_t *)calloc(n, sizeof(*to));
+        cudaGraphEdgeData *data = (cudaGraphEdgeData *)calloc(n, sizeof(*data));
+        e = from && to && data ? cudaGraphGetEdges(graph, from, to, data, &n) : cudaErrorMemoryAllocation;
+        for (size_t i = 0; i < n && e == cudaSuccess; i++) {
+                if (data[i].type != cudaGraphDependencyTypeDefault || !is_kernel(from[i]) || !is_kernel(to[i]))
+                        continue;
+                cudaGraphEdgeData early;
+                memset(&early, 0, sizeof(early));
+                early.from_port = cudaGraphKernelNodePortProgrammatic;
+                early.type = cudaGraphDependencyTypeProgrammatic;
+                e = cudaGraphRemoveDependencies(graph, &from[i], &to[i], &data[i], 1);
+                if (e == cudaSuccess)
+                        e = cudaGraphAddDependencies(graph, &from[i], &to[i], &early, 1);
+        }
+        free(from);
+        free(to);
+        free(data);
+        return e;
+}
+#endif
 
 /* The records run under capture into a graph, instantiated; the records kept to compare. */
 static cudaError_t capture(struct step_graph *s, cudaStream_t stream, step_op_fn run, void *ctx)
@@ -76,7 +119,12 @@ static cudaError_t capture(struct step_graph *s, cudaStream_t stream, step_op_fn
         e = cudaStreamEndCapture(stream, &graph);
         if (e != cudaSuccess)
                 return e;
-        e = cudaGraphInstantiateWithFlags(&s->exec, graph, 0);
+#if GPU_HAS_PDL
+        if (s->launches_early)
+                e = launch_kernels_early(graph);
+#endif
+        if (e == cudaSuccess)
+                e = cudaGraphInstantiateWithFlags(&s->exec, graph, 0);
         cudaGraphDestroy(graph);
         if (e != cudaSuccess)
                 return e;

@@ -7,7 +7,13 @@
  * struct gpu_batch). At the end of the step, when the records equal the ones the graph was
  * captured from, byte for byte, the graph is launched again; otherwise the records are run
  * under stream capture into a new graph. Decode records the same ops every token, so a capture
- * happens once per session. */
+ * happens once per session.
+ *
+ * Where the device allows it, each kernel-to-kernel edge of the captured graph becomes a
+ * programmatic one: the next kernel's blocks are launched as soon as every block of the one
+ * before has started, and wait at their first statement (gpu_grid_begin, vendor.h) for it to end.
+ * The launch of a kernel, some microseconds of a decode step's ~600, then overlaps the run of the
+ * one before instead of following it. */
 #pragma once
 
 #include <stdbool.h>
@@ -26,9 +32,13 @@ struct step_graph {
         cudaGraphExec_t exec;
         bool has_exec;
         bool is_off;                    /* capture failed once, or RIG_GPU_GRAPHS=0: ops run directly */
+        bool launches_early;            /* each kernel launched while the one before runs (PDL) */
 };
 
-void step_graph_init(struct step_graph *s, size_t op_bytes);
+/* has_early_launch: the device can launch a graph's kernel while the one before it still runs
+ * (programmatic dependent launch, NVIDIA compute capability 9.0 and later); RIG_GPU_PDL=0 turns
+ * that off. */
+void step_graph_init(struct step_graph *s, size_t op_bytes, bool has_early_launch);
 void step_graph_free(struct step_graph *s);
 
 /* Starts a step's recording. */
@@ -37,6 +47,9 @@ void step_graph_begin(struct step_graph *s);
 /* Appends one record (op_bytes, padding zeroed by the caller so equal ops compare equal).
  * -ENOMEM when there is no room: the caller then runs the step's ops directly. */
 int step_graph_record(struct step_graph *s, const void *op);
+
+/* The step's last record, to change in place; NULL when none is recorded. */
+void *step_graph_last(struct step_graph *s);
 
 /* Runs the recorded ops on stream, by the graph, a new capture, or directly (run(ctx, op) in
  * order) when graphs are off or capture fails. The first failure of the graph calls, if any. */

@@ -65,6 +65,9 @@
 /* No warp-level mma.sync: the matrix-matrix kernels take their dp4a path (matmul_tiles.cu). */
 #define GPU_HAS_MMA_SYNC 0
 
+/* No programmatic dependent launch: kernels of a graph start when the one before has ended. */
+#define GPU_HAS_PDL 0
+
 /* Four signed 8-bit products summed into c: v_dot4_i32_i8 (gfx906, gfx908, gfx90a, gfx1030). */
 static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 {
@@ -82,6 +85,10 @@ static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 /* Warp-level mma.sync on 8-bit integers (PTX, sm_80 and later: the device's cc_major says). */
 #define GPU_HAS_MMA_SYNC 1
 
+/* Programmatic dependent launch (sm_90 and later): step_graph.cu lets a graph's kernel start
+ * while the one before it still runs, and gpu_grid_begin makes it wait there. */
+#define GPU_HAS_PDL 1
+
 /* Four signed 8-bit products summed into c (sm_61 and later). */
 static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 {
@@ -89,6 +96,19 @@ static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 }
 
 #endif
+
+/* The first statement of every kernel. A kernel that step_graph.cu launched early (while the
+ * one before it in the graph still runs) waits here until that one has ended and its writes are
+ * visible, so no kernel touches memory before its predecessor is done; and it lets the next
+ * kernel be launched now, so that kernel's launch overlaps this one's run. Launched the usual
+ * way, or where the device has no such launch, both are no-ops. */
+static __device__ __forceinline__ void gpu_grid_begin(void)
+{
+#if GPU_HAS_PDL && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+        asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
 
 /* librig's headers are C17; C++ has static_assert where C has _Static_assert (nvcc's front end
  * does not accept the C spelling), and the functions have C linkage. */

@@ -1,7 +1,9 @@
 /* bench_gpu_matvec.cu — the matrix-vector product of each weight type on 4096 rows x 14336
  * columns (ggml's m=4096, k=14336: a Llama 8B FFN down projection), as the backend's op runs it
  * (the activations' quantization included), for n=1 and n=8 columns: median of 100 runs timed
- * with events, in µs and effective GB/s (GGUF weight bytes / time). Twice: the same weights
+ * with events, each product waited for (as ggml's test-backend-ops does not: it launches them
+ * back to back), and "queued": back to back, µs per product, and the product alone (x quantized
+ * once before), in µs and effective GB/s (GGUF weight bytes / time). Twice: the same weights
  * every run (the L2 may hold part of them, as in ggml's test-backend-ops), and rotating through
  * copies totalling over 100 MB (more than an H100's 50 MB or an H200's 60 MB L2). For the
  * quantized types also n=16, n=64 and n=512 columns (a batched decode, a prompt: the tile kernel,
@@ -50,12 +52,45 @@ struct bench_io {
         float *y;                       /* [N_COLS_MAX][N_OUT] */
 };
 
-/* One op as the backend runs it: x quantized (the quantized types), then the product. */
-static void run_matmul(const struct gpu_launch *g, const struct rig_weight *w, const struct bench_io *io, uint32_t n_cols)
+/* One op as the backend runs it: x quantized (the quantized types; unless is_product_only),
+ * then the product. */
+static void run_matmul(const struct gpu_launch *g, const struct rig_weight *w, const struct bench_io *io, uint32_t n_cols,
+                       bool is_product_only)
 {
-        if (gpu_act_order_of(w->type) != GPU_ACT_NONE)
+        if (gpu_act_order_of(w->type) != GPU_ACT_NONE && !is_product_only)
                 gpu_quantize_act(g, io->x, w->n_in, n_cols, gpu_act_order_of(w->type), &io->act);
         gpu_matmul(g, w, io->x, &io->act, n_cols, NULL, io->y);
+}
+
+/* µs per product of N_RUNS products launched back to back between two events (the median of 5
+ * such), run i reading weights[i % n_weights]: how the products run inside a step's graph,
+ * where the device never waits for the host. time_matmul instead waits for each product, so
+ * its figure also holds the gap between the host's launch and the device's start. */
+static float time_queued(const struct gpu_launch *g, struct rig_weight *weights, size_t n_weights,
+                         const struct bench_io *io, uint32_t n_cols, bool is_product_only)
+{
+        cudaEvent_t start, stop;
+        cudaEventCreate(&start);
+        cudaEventCreate(&stop);
+        float us[5];
+        if (gpu_act_order_of(weights[0].type) != GPU_ACT_NONE)
+                gpu_quantize_act(g, io->x, weights[0].n_in, n_cols, gpu_act_order_of(weights[0].type), &io->act);
+        for (int i = 0; i < 5; i++)
+                run_matmul(g, &weights[i % n_weights], io, n_cols, is_product_only);
+        for (int k = 0; k < 5; k++) {
+                cudaEventRecord(start, g->stream);
+                for (int i = 0; i < N_RUNS; i++)
+                        run_matmul(g, &weights[i % n_weights], io, n_cols, is_product_only);
+                cudaEventRecord(stop, g->stream);
+                cudaEventSynchronize(stop);
+                float ms = 0;
+                cudaEventElapsedTime(&ms, start, stop);
+                us[k] = ms * 1000.0f / N_RUNS;
+        }
+        cudaEventDestroy(start);
+        cudaEventDestroy(stop);
+        qsort(us, 5, sizeof(us[0]), cmp_float);
+        return us[2];
 }
 
 /* Median µs of N_RUNS products of n_cols columns, run i reading weights[i % n_weights]. */
@@ -67,10 +102,10 @@ static float time_matmul(const struct gpu_launch *g, struct rig_weight *weights,
         cudaEventCreate(&stop);
         float us[N_RUNS];
         for (int i = 0; i < 5; i++)
-                run_matmul(g, &weights[i % n_weights], io, n_cols);     /* warm up: clocks, caches, lazy loading */
+                run_matmul(g, &weights[i % n_weights], io, n_cols, false);      /* warm up: clocks, caches, lazy loading */
         for (int i = 0; i < N_RUNS; i++) {
                 cudaEventRecord(start, g->stream);
-                run_matmul(g, &weights[i % n_weights], io, n_cols);
+                run_matmul(g, &weights[i % n_weights], io, n_cols, false);
                 cudaEventRecord(stop, g->stream);
                 cudaEventSynchronize(stop);
                 float ms = 0;
@@ -186,6 +221,17 @@ static int bench_type(const struct gpu_launch *g, enum rig_type type, const stru
                                "n=%d same %7.1f us  rotating %7.1f us  n=%d/n=1 %.2f\n",
                                rig_type_get(type)->name, bytes / 1e6, same1, bytes / (same1 * 1e3), n_copies, rot1,
                                bytes / (rot1 * 1e3), N_COLS_MATVEC, same8, rot8, N_COLS_MATVEC, rot8 / rot1);
+        }
+        if (r == 0) {
+                float q_same1 = time_queued(g, weights, 1, io, 1, false), q_rot1 = time_queued(g, weights, n_copies, io, 1, false);
+                float q_prod1 = time_queued(g, weights, n_copies, io, 1, true);
+                float q_rot8 = time_queued(g, weights, n_copies, io, N_COLS_MATVEC, false);
+                r = check(cudaGetLastError(), "matmul");
+                if (r == 0)
+                        printf("      queued: n=1 same %7.1f us %6.0f GB/s  rotating %7.1f us %6.0f GB/s  product alone "
+                               "%7.1f us %6.0f GB/s  n=%d rotating %7.1f us  n=%d/n=1 %.2f\n",
+                               q_same1, bytes / (q_same1 * 1e3), q_rot1, bytes / (q_rot1 * 1e3), q_prod1,
+                               bytes / (q_prod1 * 1e3), N_COLS_MATVEC, q_rot8, N_COLS_MATVEC, q_rot8 / q_rot1);
         }
         if (r == 0 && gpu_act_order_of(type) != GPU_ACT_NONE)
                 r = bench_tiles(g, weights, n_copies, io);

@@ -269,6 +269,62 @@ static void test_matmul_reuses_and_forgets_x(struct rig_backend *b, enum rig_typ
         free(y);
 }
 
+/* Inside a step, products on one x join one launch (Q, K and V: weights of 37, 5 and 64 rows, one
+ * with a bias); a fourth on the same x starts another launch (GPU_MAX_PARTS is 3), and a product
+ * on the fourth's output (another x) one of its own. Each output against the reference. */
+static void test_matmul_joined(struct rig_backend *b, enum rig_type type, uint32_t n_cols, double tol)
+{
+        enum { N_W = 4 };
+        const uint32_t n_in = 512, n_outs[N_W] = { 37, 5, 64, 512 };
+        size_t rb = rig_row_bytes(type, n_in);
+        uint8_t *w[N_W];
+        struct rig_weight dw[N_W];
+        float *dy[N_W], *y[N_W];
+        float *x = random_floats((size_t)n_in * n_cols), *bias = random_floats(n_outs[1]);
+        float *dx = upload(b, x, (size_t)n_in * n_cols * sizeof(float)), *dbias = upload(b, bias, n_outs[1] * sizeof(float));
+        float *z = malloc((size_t)n_outs[0] * n_cols * sizeof(float)), *dz = b->ops->alloc(b, (size_t)n_outs[0] * n_cols);
+        bool is_ready = dx && dbias && dz;
+        for (int k = 0; k < N_W; k++) {
+                w[k] = random_matrix(type, n_in, n_outs[k]);
+                struct rig_weight hw = { w[k], type, n_in, n_outs[k], rb };
+                is_ready &= gpu_backend_upload_weight(b, &hw, &dw[k]) == 0;
+                dy[k] = b->ops->alloc(b, (size_t)n_outs[k] * n_cols);
+                y[k] = malloc((size_t)n_outs[k] * n_cols * sizeof(float));
+                is_ready &= dy[k] != NULL;
+        }
+        double err = NAN;
+        if (is_ready) {
+                struct test_batch tb = { 0 };
+                const struct rig_batch *batch = NULL;
+                for (uint32_t j = 0; j < n_cols; j++)
+                        batch = test_batch_add(&tb, 1, j, 0);
+                b->ops->begin_batch(b, batch);
+                for (int k = 0; k < N_W; k++)
+                        b->ops->matmul(b, &dw[k], dx, n_cols, k == 1 ? dbias : NULL, dy[k]);
+                b->ops->matmul(b, &dw[0], dy[3], n_cols, NULL, dz);
+                b->ops->end_batch(b);
+                err = 0;
+                for (int k = 0; k < N_W; k++) {
+                        b->ops->read(b, y[k], dy[k], (size_t)n_outs[k] * n_cols);
+                        double e = matmul_error(type, w[k], n_outs[k], n_in, x, n_cols, k == 1 ? bias : NULL, y[k]);
+                        err = e > err || e != e ? e : err;
+                }
+                b->ops->read(b, z, dz, (size_t)n_outs[0] * n_cols);
+                double e = matmul_error(type, w[0], n_outs[0], n_in, y[3], n_cols, NULL, z);
+                err = e > err || e != e ? e : err;
+        }
+        char shape[64];
+        snprintf(shape, sizeof(shape), "%s 4 on one x, 1 on the 4th's y, x%u", rig_type_get(type)->name, n_cols);
+        report(b, "matmul step", shape, err, tol);
+        for (int k = 0; k < N_W; k++) {
+                free(w[k]);
+                free(y[k]);
+        }
+        free(x);
+        free(bias);
+        free(z);
+}
+
 /* The tile kernel on tensor cores, then on its dp4a path (RIG_GPU_MMA=0, read at each call): tile
  * tails of rows and columns, a last step of 128 elements running past the row's end (Q8_0 / Q4_0,
  * n_in 96), several tiles each way, and once a Llama 8B FFN down projection of 64 tokens. */
@@ -340,6 +396,8 @@ static void test_matmul_all(void)
                                 test_matmul(b, type, float_shapes[i][0], float_shapes[i][1], 3, false, tol);
                 else
                         test_matmul_reuses_and_forgets_x(b, type);
+                test_matmul_joined(b, type, 1, tol);
+                test_matmul_joined(b, type, 3, tol);
                 if (rig_type_get(type)->block_elems > 1)
                         test_matmul_tiles(b, type, tile_col_counts, sizeof(tile_col_counts) / sizeof(tile_col_counts[0]),
                                           tol);
