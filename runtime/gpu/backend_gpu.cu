@@ -195,6 +195,9 @@ static int check_model(const struct rig_model *m, enum rig_type kv_type, char *e
         if (c->head_dim > GPU_MAX_HEAD_DIM || c->head_dim % 2 != 0 || c->n_head_kv == 0 || c->n_head % c->n_head_kv != 0)
                 return errmsg(err, err_size, -EINVAL, "attention of %u heads, %u KV heads of %u: the GPU takes even head "
                               "sizes up to %u and whole groups", c->n_head, c->n_head_kv, c->head_dim, GPU_MAX_HEAD_DIM);
+        if (c->n_embd > GPU_MAX_NORM)
+                return errmsg(err, err_size, -EINVAL, "an embedding of %u: the GPU's norms take up to %u", c->n_embd,
+                              GPU_MAX_NORM);
         if (kv_type == RIG_TYPE_Q8_0 && c->head_dim % QK8_0 != 0)
                 return errmsg(err, err_size, -EINVAL, "a q8_0 KV cache needs head size a multiple of 32, not %u", c->head_dim);
         int r = 0;
@@ -348,9 +351,13 @@ struct gpu_op {
         float *residual;                /* add_rmsnorm: x, added to, then normed into out */
         const float *a, *b, *c;         /* inputs: x, weights, ... (see launch_op) */
         float *out;
+        float *out2;                    /* rope: a second vector (K after Q) of n2 heads */
+        uint32_t n2;
         struct gpu_matmul_part parts[GPU_MAX_PARTS];    /* matmul: the weights on x, outputs, biases */
         uint32_t n_parts;
-        enum gpu_act_order quantize;    /* matmul: quantize a into act first, in this order */
+        enum gpu_act_order quantize;    /* matmul: quantize a into act first, in this order; rmsnorm,
+                                         * add_rmsnorm, swiglu: out also into act (join_quantization) */
+        uint32_t quantize_n_in;         /* rmsnorm, add_rmsnorm, swiglu: elements of a column of out */
         struct gpu_act act;             /* matmul of a quantized type: its activations */
 };
 
@@ -376,16 +383,28 @@ static void profile_name(const struct gpu_op *op, char *out, size_t size)
                  op->n_parts > 1 ? " (joined)" : "");
 }
 
+/* The quantization a producing op does besides its output (join_quantization), or NULL. */
+static const struct gpu_act_out *act_out_of(const struct gpu_op *op, struct gpu_act_out *q)
+{
+        if (op->kind == OP_MATMUL || op->quantize == GPU_ACT_NONE)
+                return NULL;
+        q->order = op->quantize;
+        q->n_in = op->quantize_n_in;
+        q->act = op->act;
+        return q;
+}
+
 static void launch_op(struct gpu_backend *g, const struct gpu_op *op)
 {
         const struct gpu_launch *l = &g->launch;
         const struct rig_config *c = &g->model.cfg;
+        struct gpu_act_out q;
         switch (op->kind) {
         case OP_EMBED:
                 gpu_embed(l, &g->model.tok_embd, &op->batch, op->out);
                 break;
         case OP_RMSNORM:
-                gpu_rmsnorm(l, op->out, op->a, op->b, op->n, op->rows, c->rms_eps);
+                gpu_rmsnorm(l, op->out, op->a, op->b, op->n, op->rows, c->rms_eps, act_out_of(op, &q));
                 break;
         case OP_MATMUL:
                 if (op->quantize != GPU_ACT_NONE)
@@ -393,17 +412,17 @@ static void launch_op(struct gpu_backend *g, const struct gpu_op *op)
                 gpu_matmul_parts(l, op->parts, op->n_parts, op->a, op->act.q ? &op->act : NULL, op->n);
                 break;
         case OP_ROPE:
-                gpu_rope(l, op->out, op->n, c->head_dim, c->rope_type, g->rope_freqs, &op->batch);
+                gpu_rope(l, op->out, op->n, op->out2, op->n2, c->head_dim, c->rope_type, g->rope_freqs, &op->batch);
                 break;
         case OP_ATTENTION:
                 gpu_kv_store(l, &g->kv, op->layer, &op->batch, op->b, op->c);
                 gpu_attention(l, &g->kv, op->layer, &op->batch, op->a, op->out, c->n_head, c->n_head_kv, c->head_dim);
                 break;
         case OP_SWIGLU:
-                gpu_swiglu(l, op->out, op->a, op->b, op->n);
+                gpu_swiglu(l, op->out, op->a, op->b, op->n, act_out_of(op, &q));
                 break;
         case OP_ADD_RMSNORM:
-                gpu_add_rmsnorm(l, op->residual, op->a, op->out, op->b, op->n, op->rows, c->rms_eps);
+                gpu_add_rmsnorm(l, op->residual, op->a, op->out, op->b, op->n, op->rows, c->rms_eps, act_out_of(op, &q));
                 break;
         }
 }
@@ -626,6 +645,24 @@ static bool join_last_matmul(struct gpu_backend *g, const struct rig_weight *w, 
         return true;
 }
 
+/* The quantization of x for a matmul moves into the op that has just written x, the step's last
+ * record (a norm, or swiglu; it writes x in columns of n_in), when that op quantizes nothing yet:
+ * one launch fewer. After reserve_act: act is where it writes. */
+static bool join_quantization(struct gpu_backend *g, const float *x, uint32_t n_in, uint32_t n, enum gpu_act_order order)
+{
+        struct gpu_op *last = g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
+        if (!last || last->out != x || last->quantize != GPU_ACT_NONE || n_in % 32 != 0)
+                return false;
+        bool is_norm = last->kind == OP_RMSNORM || last->kind == OP_ADD_RMSNORM;
+        if (!(is_norm && last->n == n_in && last->rows == n) &&
+            !(last->kind == OP_SWIGLU && (size_t)last->n == (size_t)n_in * n))
+                return false;
+        last->quantize = order;
+        last->quantize_n_in = n_in;
+        last->act = g->act;
+        return true;
+}
+
 static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, const float *x, uint32_t n,
                           const float *bias, float *y)
 {
@@ -647,7 +684,8 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
                                 gpu_end_batch(b);       /* recorded ops use the old buffers: run them first */
                         if (!reserve_act(g, (size_t)w->n_in * n))
                                 return;
-                        op.quantize = order;
+                        if (!join_quantization(g, x, w->n_in, n, order))
+                                op.quantize = order;
                         g->act_src = x;
                         g->act_n_in = w->n_in;
                         g->act_n = n;
@@ -660,8 +698,16 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
                 forget_act(g);
 }
 
+/* A rope right after the rope of another vector of the step (K after Q) joins its launch. */
 static void gpu_rope_op(struct rig_backend *b, float *vec, uint32_t n_heads)
 {
+        struct gpu_backend *g = to_gpu(b);
+        struct gpu_op *last = g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
+        if (last && last->kind == OP_ROPE && !last->out2 && last->out != vec) {
+                last->out2 = vec;
+                last->n2 = n_heads;
+                return;
+        }
         submit_simple(b, OP_ROPE, vec, NULL, NULL, n_heads);
 }
 

@@ -95,6 +95,32 @@ static __device__ __forceinline__ uint32_t act_position(enum gpu_act_order order
         return (uint32_t)piece_offset(place_of(c, n / chunk), offset / 16, chunk / GPU_PIECE_BYTES) + offset % 16;
 }
 
+/* Element i (of n elements in all, columns of n_in) of activations, value v, to 8 bits: called by
+ * the 32 lanes that hold one 32-element block (in lane order; half a 64-wide wavefront, or a
+ * whole 32-wide warp), which agree on its scale by shuffles; is_live false past the end (those
+ * lanes shuffle too, with v = 0, and write nothing). Rounded as rig_quantize_row's Q8_0: d = amax
+ * / 127 to f16, levels the nearest integers (ties to even) to v / d, clamped; ds = (d, d * the sum
+ * of the block's levels). */
+static __device__ __forceinline__ void quantize_act_lanes(float v, bool is_live, size_t i, uint32_t n_in,
+                                                          enum gpu_act_order order, int8_t *q, float2 *ds)
+{
+        float amax = fabsf(v);
+        for (int off = 16; off > 0; off /= 2)
+                amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
+        float d = __half2float(__float2half_rn(__fdiv_rn(amax, 127.0f)));
+        float t = d == 0.0f ? 0.0f : __fdiv_rn(v, d);
+        int level = __float2int_rn(fminf(fmaxf(t, -127.0f), 127.0f));
+        int sum = level;
+        for (int off = 16; off > 0; off /= 2)
+                sum += __shfl_xor_sync(0xffffffffu, sum, off);
+        if (!is_live)
+                return;
+        size_t col = i / n_in;
+        q[col * n_in + act_position(order, (uint32_t)(i % n_in), n_in)] = (int8_t)level;
+        if (i % 32 == 0)
+                ds[i / 32] = make_float2(d, d * (float)sum);
+}
+
 /* The four words of piece p of a vector with P pieces per chunk. */
 template <int P>
 static __device__ __forceinline__ void load_piece(const void *base, const chunk_place &at, int p, int *w)

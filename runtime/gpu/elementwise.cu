@@ -1,8 +1,11 @@
 /* elementwise.cu — the embedding lookup (one row of any weight type to float, with the same
- * decoders as matvec) and SwiGLU. */
+ * decoders as matvec) and SwiGLU (its output to 8 bits too, for the quantized down projection). */
 #include "dequant.cuh"
+#include "dot_int8.cuh"
 #include "kernels.h"
 #include "rig_assert.h"
+
+#include <string.h>
 
 #define ELEMENTWISE_BLOCK_THREADS 256
 
@@ -67,15 +70,20 @@ void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const str
         fn<<<grid, ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>((const uint8_t *)w->data, w->row_bytes, *batch, n, out);
 }
 
-/* out, gate, up: [n]; silu(v) = v / (1 + e^-v). */
-__global__ void swiglu_kernel(float *out, const float *gate, const float *up, uint32_t n)
+/* out, gate, up: [n]; silu(v) = v / (1 + e^-v). With q.order not GPU_ACT_NONE, out also to 8
+ * bits (the lanes past n still take part in the shuffles). */
+__global__ void swiglu_kernel(float *out, const float *gate, const float *up, uint32_t n, struct gpu_act_out q)
 {
         gpu_grid_begin();
         uint32_t i = blockIdx.x * blockDim.x + threadIdx.x;
-        if (i >= n)
-                return;
-        float v = gate[i];
-        out[i] = __fmul_rn(__fdiv_rn(v, __fadd_rn(1.0f, expf(-v))), up[i]);
+        float o = 0.0f;
+        if (i < n) {
+                float v = gate[i];
+                o = __fmul_rn(__fdiv_rn(v, __fadd_rn(1.0f, expf(-v))), up[i]);
+                out[i] = o;
+        }
+        if (q.order != GPU_ACT_NONE)
+                quantize_act_lanes(o, i < n, i, q.n_in, q.order, q.act.q, q.act.ds);
 }
 
 static uint32_t elementwise_blocks(uint32_t n)
@@ -83,8 +91,15 @@ static uint32_t elementwise_blocks(uint32_t n)
         return (n + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS;
 }
 
-void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n)
+void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n,
+                const struct gpu_act_out *q)
 {
+        RIG_ASSERT(!q || (q->n_in % 32 == 0 && n % q->n_in == 0), "swiglu of %u quantized in columns of %u", n,
+                   q ? q->n_in : 0);
+        struct gpu_act_out none;
+        memset(&none, 0, sizeof(none));
+        none.order = GPU_ACT_NONE;
         if (n)
-                swiglu_kernel<<<elementwise_blocks(n), ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>(out, gate, up, n);
+                swiglu_kernel<<<elementwise_blocks(n), ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>(out, gate, up, n,
+                                                                                                  q ? *q : none);
 }

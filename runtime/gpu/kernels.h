@@ -55,6 +55,15 @@ struct gpu_act {
         float2 *ds;                     /* [n_cols][n_in / 32], in element order */
 };
 
+/* 8-bit activations that a kernel producing x (rmsnorm, add_rmsnorm, swiglu) writes beside x, for
+ * the quantized matmul that reads x next (backend_gpu.cu moves the quantization there: one
+ * launch fewer). x holds columns of n_in elements (n_in a multiple of 32). */
+struct gpu_act_out {
+        enum gpu_act_order order;
+        uint32_t n_in;
+        struct gpu_act act;
+};
+
 /* act = x[n_cols][n_in] quantized, in the order the kernels of one weight type read (a type
  * for which gpu_act_order_of is not GPU_ACT_NONE; n_in a multiple of its block). */
 void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, enum gpu_act_order order,
@@ -94,14 +103,19 @@ void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, co
 /* out[i][n_in] = row batch.tokens[i] of the embedding e (GGUF layout) as float, i < batch.n. */
 void gpu_embed(const struct gpu_launch *g, const struct rig_weight *e, const struct gpu_batch *batch, float *out);
 
-/* out[r][n] = x[r] * w / rms(x[r]) for r < n_rows, the sum of squares in double as on the CPU. */
+/* Longest row the norms take (a thread holds up to 16 of its elements in registers). */
+#define GPU_MAX_NORM 16384
+
+/* out[r][n] = x[r] * w / rms(x[r]) for r < n_rows, the sum of squares in double as on the CPU;
+ * n <= GPU_MAX_NORM. With q (else NULL), out also quantized into q->act. */
 void gpu_rmsnorm(const struct gpu_launch *g, float *out, const float *x, const float *w, uint32_t n, uint32_t n_rows,
-                 float eps);
+                 float eps, const struct gpu_act_out *q);
 
 /* Rotates the n_heads heads of head_dim of row i of vec by angle batch.pos[i] * freqs[p] for
- * pair p (freqs: device [head_dim / 2], base^(-2p/d) already divided by any rope_freqs). */
-void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, uint32_t head_dim, enum rig_rope_type type,
-              const double *freqs, const struct gpu_batch *batch);
+ * pair p (freqs: device [head_dim / 2], base^(-2p/d) already divided by any rope_freqs); in the
+ * same launch the n_heads2 heads of vec2 (K after Q), when vec2 is not NULL. */
+void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, float *vec2, uint32_t n_heads2, uint32_t head_dim,
+              enum rig_rope_type type, const double *freqs, const struct gpu_batch *batch);
 
 /* kv: a struct rig_kv whose k and v point to device memory (same layout as kv.c). Stores
  * k[i], v[i] [kv_dim] at (layer, batch.seq[i], batch.pos[i]). */
@@ -112,9 +126,10 @@ void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t 
 void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t layer, const struct gpu_batch *batch,
                    const float *q, float *out, uint32_t n_head, uint32_t n_head_kv, uint32_t head_dim);
 
-/* x[r] += y[r], then out[r] = x[r] * w / rms(x[r]) for r < n_rows (gpu_rmsnorm's sums). */
+/* x[r] += y[r], then out[r] = x[r] * w / rms(x[r]) for r < n_rows (gpu_rmsnorm's sums, and q). */
 void gpu_add_rmsnorm(const struct gpu_launch *g, float *x, const float *y, float *out, const float *w, uint32_t n,
-                     uint32_t n_rows, float eps);
+                     uint32_t n_rows, float eps, const struct gpu_act_out *q);
 
-/* out[n] = silu(gate) * up. */
-void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n);
+/* out[n] = silu(gate) * up; with q (else NULL), out also quantized into q->act. */
+void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n,
+                const struct gpu_act_out *q);

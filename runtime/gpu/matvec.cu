@@ -316,31 +316,13 @@ bool gpu_type_supported(enum rig_type type)
 
 /* ---- 8-bit activations ---- */
 
-/* Thread i takes element i of the n_cols x n_in activations; the 32 lanes of a block (half a
- * 64-wide wavefront, or a whole 32-wide warp) agree on its scale by shuffles. Rounded as
- * rig_quantize_row's Q8_0: d = amax / 127 to f16, levels the nearest integers (ties to even)
- * to x / d, clamped. */
+/* Thread i takes element i of the n_cols x n_in activations. */
 __global__ void quantize_act_kernel(const float *x, uint32_t n_in, size_t n, enum gpu_act_order order, int8_t *q,
                                     float2 *ds)
 {
         gpu_grid_begin();
         size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-        float v = i < n ? x[i] : 0.0f;  /* every lane shuffles, even past the end */
-        float amax = fabsf(v);
-        for (int off = 16; off > 0; off /= 2)
-                amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, off));
-        float d = __half2float(__float2half_rn(__fdiv_rn(amax, 127.0f)));
-        float t = d == 0.0f ? 0.0f : __fdiv_rn(v, d);
-        int level = __float2int_rn(fminf(fmaxf(t, -127.0f), 127.0f));
-        int sum = level;
-        for (int off = 16; off > 0; off /= 2)
-                sum += __shfl_xor_sync(0xffffffffu, sum, off);
-        if (i >= n)
-                return;
-        size_t col = i / n_in;
-        q[col * n_in + act_position(order, (uint32_t)(i % n_in), n_in)] = (int8_t)level;
-        if (i % 32 == 0)
-                ds[i / 32] = make_float2(d, d * (float)sum);
+        quantize_act_lanes(i < n ? x[i] : 0.0f, i < n, i, n_in, order, q, ds);
 }
 
 void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in, uint32_t n_cols, enum gpu_act_order order,

@@ -6,22 +6,22 @@
 
 #define ROPE_BLOCK_THREADS 256
 
-/* vec: [batch.n][n_heads][head_dim], row blockIdx.y at batch.pos of it; one thread per (head,
- * pair). */
-__global__ void rope_kernel(float *vec, uint32_t n_heads, uint32_t head_dim, int is_neox, const double *freqs,
-                            struct gpu_batch batch)
+/* vec: [batch.n][n_heads][head_dim], vec2 likewise of n_heads2 (or none), row blockIdx.y at
+ * batch.pos of it; one thread per (head, pair), vec's heads first. */
+__global__ void rope_kernel(float *vec, uint32_t n_heads, float *vec2, uint32_t n_heads2, uint32_t head_dim, int is_neox,
+                            const double *freqs, struct gpu_batch batch)
 {
         gpu_grid_begin();
         uint32_t pos = batch.pos[blockIdx.y];
-        vec += (size_t)blockIdx.y * n_heads * head_dim;
         uint32_t n_pairs = head_dim / 2;
         uint32_t t = blockIdx.x * blockDim.x + threadIdx.x;
-        if (t >= n_heads * n_pairs)
+        if (t >= (n_heads + n_heads2) * n_pairs)
                 return;
         uint32_t h = t / n_pairs, i = t % n_pairs;
+        float *head = h < n_heads ? vec + ((size_t)blockIdx.y * n_heads + h) * head_dim
+                                  : vec2 + ((size_t)blockIdx.y * n_heads2 + h - n_heads) * head_dim;
         double angle = pos * freqs[i];
         float cs = (float)cos(angle), sn = (float)sin(angle);
-        float *head = vec + (size_t)h * head_dim;
         uint32_t a = is_neox ? i : 2 * i;
         uint32_t b = is_neox ? i + n_pairs : 2 * i + 1;
         float x0 = head[a], x1 = head[b];
@@ -29,13 +29,15 @@ __global__ void rope_kernel(float *vec, uint32_t n_heads, uint32_t head_dim, int
         head[b] = __fadd_rn(__fmul_rn(x0, sn), __fmul_rn(x1, cs));
 }
 
-void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, uint32_t head_dim, enum rig_rope_type type,
-              const double *freqs, const struct gpu_batch *batch)
+void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, float *vec2, uint32_t n_heads2, uint32_t head_dim,
+              enum rig_rope_type type, const double *freqs, const struct gpu_batch *batch)
 {
-        uint32_t n = n_heads * (head_dim / 2);
+        if (!vec2)
+                n_heads2 = 0;
+        uint32_t n = (n_heads + n_heads2) * (head_dim / 2);
         if (n == 0 || batch->n == 0)
                 return;
         dim3 grid((n + ROPE_BLOCK_THREADS - 1) / ROPE_BLOCK_THREADS, batch->n);
-        rope_kernel<<<grid, ROPE_BLOCK_THREADS, 0, g->stream>>>(vec, n_heads, head_dim, type == RIG_ROPE_NEOX, freqs,
-                                                                *batch);
+        rope_kernel<<<grid, ROPE_BLOCK_THREADS, 0, g->stream>>>(vec, n_heads, vec2, n_heads2, head_dim, type == RIG_ROPE_NEOX,
+                                                                freqs, *batch);
 }

@@ -325,6 +325,85 @@ static void test_matmul_joined(struct rig_backend *b, enum rig_type type, uint32
         free(z);
 }
 
+/* Products after the kernels that wrote their x, in one step: the quantization of x moves into
+ * rmsnorm, add_rmsnorm and swiglu (one order each); a second product on the same x of a type
+ * that reads another order (Q4_K_M's Q6_K V after Q and K) quantizes x itself. n_cols columns;
+ * each output against the reference on x as the GPU wrote it. */
+static void test_quantization_joined(struct rig_backend *b, enum rig_type type, enum rig_type other, uint32_t n_cols,
+                                     double tol)
+{
+        enum { N_W = 3, N_X = 4 };
+        const uint32_t n_in = 512, n_ff = 1024;
+        const enum rig_type types[N_W] = { type, other, type };
+        const uint32_t n_outs[N_W] = { 37, 29, 37 }, n_ins[N_W] = { n_in, n_in, n_ff };
+        uint8_t *w[N_W];
+        struct rig_weight dw[N_W];
+        bool is_ready = true;
+        for (int k = 0; k < N_W; k++) {
+                w[k] = random_matrix(types[k], n_ins[k], n_outs[k]);
+                struct rig_weight hw = { w[k], types[k], n_ins[k], n_outs[k], rig_row_bytes(types[k], n_ins[k]) };
+                is_ready &= gpu_backend_upload_weight(b, &hw, &dw[k]) == 0;
+        }
+        size_t nx = (size_t)n_in * n_cols, nf = (size_t)n_ff * n_cols;
+        float *x = random_floats(nx), *delta = random_floats(nx), *norm_w = random_floats(n_in);
+        float *gate = random_floats(nf), *up = random_floats(nf);
+        float *dx = upload(b, x, nx * sizeof(float)), *ddelta = upload(b, delta, nx * sizeof(float));
+        float *dnorm_w = upload(b, norm_w, n_in * sizeof(float)), *dgate = upload(b, gate, nf * sizeof(float));
+        float *dup = upload(b, up, nf * sizeof(float));
+        float *dxn1 = b->ops->alloc(b, nx), *dxn2 = b->ops->alloc(b, nx), *dh = b->ops->alloc(b, nf);
+        float *dy[N_X], *y[N_X];
+        const uint32_t y_rows[N_X] = { n_outs[0], n_outs[0], n_outs[1], n_outs[2] };
+        for (int k = 0; k < N_X; k++) {
+                dy[k] = b->ops->alloc(b, (size_t)y_rows[k] * n_cols);
+                y[k] = malloc((size_t)y_rows[k] * n_cols * sizeof(float));
+                is_ready &= dy[k] != NULL;
+        }
+        float *xn1 = malloc(nx * sizeof(float)), *xn2 = malloc(nx * sizeof(float)), *h = malloc(nf * sizeof(float));
+        double err = NAN;
+        if (is_ready && dx && ddelta && dnorm_w && dgate && dup && dxn1 && dxn2 && dh) {
+                struct test_batch tb = { 0 };
+                const struct rig_batch *batch = NULL;
+                for (uint32_t j = 0; j < n_cols; j++)
+                        batch = test_batch_add(&tb, 1, j, 0);
+                b->ops->begin_batch(b, batch);
+                b->ops->rmsnorm(b, dxn1, dx, dnorm_w, n_in, n_cols);
+                b->ops->matmul(b, &dw[0], dxn1, n_cols, NULL, dy[0]);
+                b->ops->add_rmsnorm(b, dx, ddelta, dxn2, dnorm_w, n_in, n_cols);
+                b->ops->matmul(b, &dw[0], dxn2, n_cols, NULL, dy[1]);
+                b->ops->matmul(b, &dw[1], dxn2, n_cols, NULL, dy[2]);
+                b->ops->swiglu(b, dh, dgate, dup, n_ff * n_cols);
+                b->ops->matmul(b, &dw[2], dh, n_cols, NULL, dy[3]);
+                b->ops->end_batch(b);
+                b->ops->read(b, xn1, dxn1, nx);
+                b->ops->read(b, xn2, dxn2, nx);
+                b->ops->read(b, h, dh, nf);
+                const float *xs[N_X] = { xn1, xn2, xn2, h };
+                const int wk[N_X] = { 0, 0, 1, 2 };
+                err = 0;
+                for (int k = 0; k < N_X; k++) {
+                        b->ops->read(b, y[k], dy[k], (size_t)y_rows[k] * n_cols);
+                        double e = matmul_error(types[wk[k]], w[wk[k]], y_rows[k], n_ins[wk[k]], xs[k], n_cols, NULL, y[k]);
+                        err = e > err || e != e ? e : err;
+                }
+        }
+        char shape[80];
+        snprintf(shape, sizeof(shape), "%s (+%s) after norms, swiglu x%u", rig_type_get(type)->name,
+                 rig_type_get(other)->name, n_cols);
+        report(b, "matmul step", shape, err, tol);
+        for (int k = 0; k < N_W; k++)
+                free(w[k]);
+        for (int k = 0; k < N_X; k++)
+                free(y[k]);
+        free(x);
+        free(delta);
+        free(norm_w);
+        free(gate);
+        free(up);
+        free(xn1);
+        free(xn2);
+        free(h);
+}
+
 /* The tile kernel on tensor cores, then on its dp4a path (RIG_GPU_MMA=0, read at each call): tile
  * tails of rows and columns, a last step of 128 elements running past the row's end (Q8_0 / Q4_0,
  * n_in 96), several tiles each way, and once a Llama 8B FFN down projection of 64 tokens. */
@@ -398,6 +477,9 @@ static void test_matmul_all(void)
                         test_matmul_reuses_and_forgets_x(b, type);
                 test_matmul_joined(b, type, 1, tol);
                 test_matmul_joined(b, type, 3, tol);
+                enum rig_type other = type == RIG_TYPE_Q6_K ? RIG_TYPE_Q4_K : RIG_TYPE_Q6_K;
+                test_quantization_joined(b, type, other, 1, tol);
+                test_quantization_joined(b, type, other, 3, tol);
                 if (rig_type_get(type)->block_elems > 1)
                         test_matmul_tiles(b, type, tile_col_counts, sizeof(tile_col_counts) / sizeof(tile_col_counts[0]),
                                           tol);
@@ -553,37 +635,48 @@ static void test_rope(enum rig_rope_type type, bool has_rope_freqs, uint32_t hea
                 model_spec_free(m);
                 return;
         }
-        /* each position alone, then all of them as the rows of one batch */
+        /* each position alone, then all of them as the rows of one batch; a second vector of
+         * other heads (K after Q) roped in the same step, so in the same launch */
         static const uint32_t positions[] = { 0, 1, 17, 8191 };
         const uint32_t n_positions = sizeof(positions) / sizeof(positions[0]);
-        size_t n = (size_t)n_heads * head_dim;
+        const uint32_t n_heads2 = n_heads > 1 ? n_heads / 2 : 1;
+        size_t n = (size_t)n_heads * head_dim, n2 = (size_t)n_heads2 * head_dim;
         for (uint32_t p = 0; p <= n_positions; p++) {
                 uint32_t first = p < n_positions ? p : 0, rows = p < n_positions ? 1 : n_positions;
                 float *x = random_floats(n * rows), *got = malloc(n * rows * sizeof(float));
-                float *dx = upload(b, x, n * rows * sizeof(float));
+                float *x2 = random_floats(n2 * rows), *got2 = malloc(n2 * rows * sizeof(float));
+                float *dx = upload(b, x, n * rows * sizeof(float)), *dx2 = upload(b, x2, n2 * rows * sizeof(float));
                 double err = NAN;
-                if (dx) {
+                if (dx && dx2) {
                         struct test_batch tb = { .b.n = 0 };
                         for (uint32_t r = 0; r < rows; r++)
                                 test_batch_add(&tb, 0, positions[first + r], 0);
                         b->ops->begin_batch(b, &tb.b);
                         b->ops->rope(b, dx, n_heads);
+                        b->ops->rope(b, dx2, n_heads2);
                         b->ops->end_batch(b);
                         b->ops->read(b, got, dx, n * rows);
-                        for (uint32_t r = 0; r < rows; r++)
+                        b->ops->read(b, got2, dx2, n2 * rows);
+                        for (uint32_t r = 0; r < rows; r++) {
                                 rope_reference(m, x + r * n, n_heads, positions[first + r]);
+                                rope_reference(m, x2 + r * n2, n_heads2, positions[first + r]);
+                        }
                         err = max_abs_diff(got, x, n * rows);
+                        double e2 = max_abs_diff(got2, x2, n2 * rows);
+                        err = e2 > err || e2 != e2 ? e2 : err;
                 }
                 char shape[80], where[32];
                 if (rows == 1)
                         snprintf(where, sizeof(where), "pos %u", positions[first]);
                 else
                         snprintf(where, sizeof(where), "%u rows, pos 0..8191", rows);
-                snprintf(shape, sizeof(shape), "%s%s %ux%u %s", type == RIG_ROPE_NEOX ? "neox" : "normal",
-                         has_rope_freqs ? "+freqs" : "", n_heads, head_dim, where);
+                snprintf(shape, sizeof(shape), "%s%s %ux%u +%u %s", type == RIG_ROPE_NEOX ? "neox" : "normal",
+                         has_rope_freqs ? "+freqs" : "", n_heads, head_dim, n_heads2, where);
                 report(b, "rope", shape, err, 1e-6);
                 free(x);
                 free(got);
+                free(x2);
+                free(got2);
         }
         b->ops->free(b);
         model_spec_free(m);
