@@ -75,7 +75,7 @@ void gpu_kv_store(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t 
         if (batch->n == 0)
                 return;
         dim3 grid((n + KV_STORE_BLOCK_THREADS - 1) / KV_STORE_BLOCK_THREADS, 2, batch->n);
-        kv_store_kernel<<<grid, KV_STORE_BLOCK_THREADS, 0, g->stream>>>(*kv, layer, *batch, k, v);
+        gpu_launch_kernel(g, kv_store_kernel, grid, dim3(KV_STORE_BLOCK_THREADS), *kv, layer, *batch, k, v);
 }
 
 /* Element i of a cached row. */
@@ -238,11 +238,11 @@ template <int MAX_D>
 static void launch_attention(const struct gpu_launch *g, const attn_args &a, dim3 grid, uint32_t heads)
 {
         if (heads == 4)
-                attention_kernel<4, MAX_D><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+                gpu_launch_kernel(g, attention_kernel<4, MAX_D>, grid, dim3(ATTN_BLOCK_THREADS), a);
         else if (heads == 2)
-                attention_kernel<2, MAX_D><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+                gpu_launch_kernel(g, attention_kernel<2, MAX_D>, grid, dim3(ATTN_BLOCK_THREADS), a);
         else
-                attention_kernel<1, MAX_D><<<grid, ATTN_BLOCK_THREADS, 0, g->stream>>>(a);
+                gpu_launch_kernel(g, attention_kernel<1, MAX_D>, grid, dim3(ATTN_BLOCK_THREADS), a);
 }
 
 /* Query heads a block takes: the most of 4, 2, 1 that divides the group. */
@@ -302,6 +302,6 @@ void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t
         else
                 launch_attention<GPU_MAX_HEAD_DIM>(g, a, grid, heads);
         if (grid.z > 1)
-                attention_merge_kernel<<<dim3(n_head, batch->n), ATTN_BLOCK_THREADS, 0, g->stream>>>(
-                        g->split_ws, n_head, grid.z, head_dim, out);
+                gpu_launch_kernel(g, attention_merge_kernel, dim3(n_head, batch->n), dim3(ATTN_BLOCK_THREADS), g->split_ws,
+                                  n_head, grid.z, head_dim, out);
 }

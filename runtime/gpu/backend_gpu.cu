@@ -534,7 +534,7 @@ static void write_batch(struct gpu_backend *g, const struct rig_batch *batch)
                 memcpy(c.tokens, batch->tokens + done, c.n * sizeof(int32_t));
                 memcpy(c.pos, batch->pos + done, c.n * sizeof(uint32_t));
                 memcpy(c.seq, batch->seq + done, c.n * sizeof(uint32_t));
-                write_batch_kernel<<<1, BATCH_CHUNK, 0, g->launch.stream>>>(c, tokens + done, pos + done, seq + done);
+                gpu_launch_kernel(&g->launch, write_batch_kernel, dim3(1), dim3(BATCH_CHUNK), c, tokens + done, pos + done, seq + done);
                 check_launch(g, "begin_batch");
         }
         g->batch.n = batch->n;
@@ -798,20 +798,28 @@ extern "C" int gpu_device_count(void)
 }
 
 /* For whoever tunes a card (as people edit launch parameters of other runtimes' kernels by
- * hand): RIG_GPU_MV=ROWS,UNROLL, the quantized matvec's rows per warp and chunks per step
- * (matvec.cu), and RIG_GPU_TILES_MIN_COLS=N, the columns from which products take the tile
+ * hand): RIG_GPU_MV=ROWS,UNROLL[,WARPS[,PREFETCH]], the quantized matvec's rows per group of
+ * warps, chunks per step, warps per group and loads a step ahead (0 or 1) (matvec.cu), and RIG_GPU_TILES_MIN_COLS=N, the columns from which products take the tile
  * kernel. Unset or unparsable, the kernels' defaults. */
 static void kernel_shapes_from_env(struct gpu_launch *launch)
 {
         const char *env = getenv("RIG_GPU_MV");
-        unsigned rows = 0, unroll = 0, cols = 0;
-        if (env && sscanf(env, "%u,%u", &rows, &unroll) == 2) {
+        unsigned rows = 0, unroll = 0, warps = 1, prefetch = 0, cols = 0;
+        if (env && sscanf(env, "%u,%u,%u,%u", &rows, &unroll, &warps, &prefetch) >= 2) {
                 launch->mv_rows = rows;
                 launch->mv_unroll = unroll;
+                launch->mv_warps = warps;
+                launch->mv_prefetch = prefetch;
         }
         env = getenv("RIG_GPU_TILES_MIN_COLS");
         if (env && sscanf(env, "%u", &cols) == 1)
                 launch->tiles_min_cols = cols;
+}
+
+bool gpu_can_launch_early(int cc_major)
+{
+        const char *env = getenv("RIG_GPU_PDL");
+        return GPU_HAS_PDL && cc_major >= 9 && !(env && strcmp(env, "0") == 0);
 }
 
 /* Scratch for the partial sums of the tile kernel's K slices: 8 slices of 64 columns of a
@@ -838,6 +846,7 @@ static int open_device(int device, struct gpu_launch *launch, char *err, size_t 
         launch->warp_size = prop.warpSize;
         launch->cc_major = prop.major;
         launch->n_sm = prop.multiProcessorCount;
+        launch->launches_early = gpu_can_launch_early(prop.major);
         kernel_shapes_from_env(launch);
         if ((e = cudaStreamCreateWithFlags(&launch->stream, cudaStreamNonBlocking)) != cudaSuccess)
                 return errmsg(err, err_size, -ENODEV, "creating a stream on " VENDOR_LABEL " device %d: %s", device,
@@ -870,7 +879,7 @@ extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, uint32
         g->model.layers = g->layers;
         if ((r = open_device(device, &g->launch, err, err_size)) < 0)
                 goto fail;
-        step_graph_init(&g->graph, sizeof(struct gpu_op), g->launch.cc_major >= 9);
+        step_graph_init(&g->graph, sizeof(struct gpu_op), g->launch.launches_early);
         g->profile = op_profile_new();
         if (g->profile)
                 g->graph.is_off = true;         /* each op timed alone */

@@ -31,6 +31,11 @@ void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t
  * with the backend. 0, -ENOMEM, or -EIO (see gpu_backend_error). */
 int gpu_backend_upload_weight(struct rig_backend *b, const struct rig_weight *w, struct rig_weight *out);
 
+/* The shapes of the one-column quantized matvec (matvec.cu), for the tests and the benchmark that
+ * go through each (RIG_GPU_MV=rows,unroll,warps,prefetch): shape i (0, 1, ...), false past the
+ * last. */
+bool gpu_matvec_shape(size_t i, uint32_t *rows, uint32_t *unroll, uint32_t *warps, uint32_t *prefetch);
+
 /* 0 while every op so far launched and ran, else -EIO with the first failure in err. The ops
  * themselves return nothing; call this after read(). */
 int gpu_backend_error(struct rig_backend *b, char *err, size_t err_size);

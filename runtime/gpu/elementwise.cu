@@ -67,7 +67,7 @@ void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const str
         if (n_chunks == 0 || batch->n == 0)
                 return;
         dim3 grid((n_chunks + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS, batch->n);
-        fn<<<grid, ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>((const uint8_t *)w->data, w->row_bytes, *batch, n, out);
+        gpu_launch_kernel(g, fn, grid, dim3(ELEMENTWISE_BLOCK_THREADS), (const uint8_t *)w->data, w->row_bytes, *batch, n, out);
 }
 
 /* out, gate, up: [n]; silu(v) = v / (1 + e^-v). With q.order not GPU_ACT_NONE, out also to 8
@@ -100,6 +100,6 @@ void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const
         memset(&none, 0, sizeof(none));
         none.order = GPU_ACT_NONE;
         if (n)
-                swiglu_kernel<<<elementwise_blocks(n), ELEMENTWISE_BLOCK_THREADS, 0, g->stream>>>(out, gate, up, n,
-                                                                                                  q ? *q : none);
+                gpu_launch_kernel(g, swiglu_kernel, dim3(elementwise_blocks(n)), dim3(ELEMENTWISE_BLOCK_THREADS), out, gate,
+                                  up, n, q ? *q : none);
 }

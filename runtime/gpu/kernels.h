@@ -11,13 +11,47 @@ struct gpu_launch {
         int warp_size;                  /* of the device: 32, or 64 on AMD gfx9 */
         int cc_major;                   /* compute capability major (NVIDIA: 8 = sm_80, tensor core mma.sync) */
         int n_sm;                       /* multiprocessors (compute units): how many blocks fill the device */
-        uint32_t mv_rows, mv_unroll;    /* quantized matvec of one column: rows a warp, chunks a step
-                                         * (matvec.cu; 0: its default) */
+        uint32_t mv_rows, mv_unroll, mv_warps, mv_prefetch;     /* quantized matvec of one column: rows
+                                         * a group of warps, chunks a step, warps a group, loads a step
+                                         * ahead (matvec.cu; 0: its default) */
         uint32_t tiles_min_cols;        /* quantized products of this many columns or more take the
                                          * tile kernel (0: GPU_TILES_MIN_COLS) */
+        bool launches_early;            /* gpu_launch_kernel launches each kernel while the one before runs */
         float *split_ws;                /* device scratch of split_ws_floats for the tile kernel's K slices */
         size_t split_ws_floats;         /* 0: no scratch, the tile kernel does not split K */
 };
+
+/* Whether kernels on a device of compute capability cc_major launch early (gpu_launch_kernel):
+ * where the vendor has it, from 9.0 on, unless the environment has RIG_GPU_PDL=0. */
+bool gpu_can_launch_early(int cc_major);
+
+/* Every kernel is launched through this, on g->stream. Where g->launches_early (programmatic
+ * dependent launch: NVIDIA compute capability 9.0 and later; RIG_GPU_PDL=0 turns it off) the
+ * kernel may be launched while the one before it on the stream still runs: its blocks wait in
+ * gpu_grid_begin until that one has ended and its writes are visible, so only the launch
+ * overlaps the run before (about a microsecond of each kernel boundary). Captured into a step's
+ * graph, the same holds there (step_graph.h). */
+template <typename... Params, typename... Args>
+static inline void gpu_launch_kernel(const struct gpu_launch *g, void (*kernel)(Params...), dim3 grid, dim3 block,
+                                     Args... args)
+{
+#if GPU_HAS_PDL
+        if (g->launches_early) {
+                cudaLaunchAttribute early[1];
+                early[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+                early[0].val.programmaticStreamSerializationAllowed = 1;
+                cudaLaunchConfig_t config = {};
+                config.gridDim = grid;
+                config.blockDim = block;
+                config.stream = g->stream;
+                config.attrs = early;
+                config.numAttrs = 1;
+                cudaLaunchKernelEx(&config, kernel, args...);   /* a failure shows in cudaGetLastError */
+                return;
+        }
+#endif
+        kernel<<<grid, block, 0, g->stream>>>(args...);
+}
 
 /* The tokens of the step being computed (struct rig_batch), their arrays in device memory: the
  * kernels that depend on them read them there, so one captured graph of a step's kernels serves

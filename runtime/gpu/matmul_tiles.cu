@@ -481,15 +481,15 @@ static void tile_sum_launch(const struct gpu_launch *g, uint32_t n_slices, size_
                             const float *bias, float *y)
 {
         unsigned blocks = (unsigned)((n_outputs + TILE_SUM_THREADS - 1) / TILE_SUM_THREADS);
-        tile_sum_slices<<<blocks, TILE_SUM_THREADS, 0, g->stream>>>(g->split_ws, n_slices, n_outputs, n_out, bias, y);
+        gpu_launch_kernel(g, tile_sum_slices, dim3(blocks), dim3(TILE_SUM_THREADS), g->split_ws, n_slices, n_outputs, n_out, bias, y);
 }
 
-typedef void (*tile_launch_fn)(const tile_args &, dim3, cudaStream_t);
+typedef void (*tile_launch_fn)(const struct gpu_launch *, const tile_args &, dim3);
 
 template <typename D, bool MMA>
-static void tile_launch(const tile_args &a, dim3 grid, cudaStream_t s)
+static void tile_launch(const struct gpu_launch *g, const tile_args &a, dim3 grid)
 {
-        matmul_tiles_kernel<D, MMA><<<grid, TILE_THREADS, 0, s>>>(a);
+        gpu_launch_kernel(g, matmul_tiles_kernel<D, MMA>, grid, dim3(TILE_THREADS), a);
 }
 
 /* The mma instances exist where the vendor has mma.sync (not for HIP). */
@@ -555,7 +555,7 @@ void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, co
                 a.y = g->split_ws;
         }
         tile_launch_fn fn = e->mma && tiles_take_mma(g) ? e->mma : e->dp4a;
-        fn(a, grid, g->stream);
+        fn(g, a, grid);
         if (grid.z > 1)
                 tile_sum_launch(g, grid.z, n_outputs, w->n_out, bias, y);
 }

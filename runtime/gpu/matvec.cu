@@ -6,6 +6,7 @@
  * the float types float activations (dequant.cuh). One kernel per type and column count,
  * chosen from a table. */
 #include "dequant.cuh"
+#include "backend_gpu.h"
 #include "dot_int8.cuh"
 #include "kernels.h"
 #include "layout.h"
@@ -139,6 +140,9 @@ __global__ void matvec_float_kernel(matvec_args a)
         const uint8_t *wr = target_of(a, r.is_live ? r.row : 0).w;
         uint32_t n_chunks = r.is_live ? D::chunks(a.n_in) : 0;
         float acc[NCOLS] = {};
+        /* unrolled so that several chunks' loads are in flight before the first product: a row of
+         * 14336 F16 elements is 14 chunks for each of 4 warps' lanes */
+#pragma unroll 4
         for (uint32_t c = r.first; c < n_chunks; c += r.step) {
                 float v[D::RUNS * D::RUN_LEN];
                 D::decode(wr, c, v);
@@ -153,18 +157,41 @@ __global__ void matvec_float_kernel(matvec_args a)
         store_row<NCOLS>(a, r, acc);
 }
 
-/* Quantized rows: warp w of the grid takes rows ROWS w .. ROWS w + ROWS-1, lane l chunks l,
- * l + WARP_SIZE, ..., UNROLL of them a step with every load issued before the first product:
- * at batch 1 the kernel waits on load latency, not on bandwidth (ncu: 80% of issue slots
- * stalled on L1TEX), so what counts is how many loads each lane has in flight. Several rows
- * per warp also share each activation load. ROWS and UNROLL are chosen by measurement
- * (gpu_launch.mv_rows, mv_unroll; bench_gpu_matvec sweeps them). */
-template <typename D, int NCOLS, int ROWS, int UNROLL>
+/* The weights of one step of a group's lane: chunks c0, c0 + LANES, ... (UNROLL of them, those
+ * before end) of each of its ROWS rows, every load issued before any is used. */
+template <typename D, int ROWS, int UNROLL, uint32_t LANES>
+static __device__ __forceinline__ void load_step(const uint8_t *const *wr, uint32_t n_in, uint32_t n_chunks, uint32_t c0,
+                                                 uint32_t end, typename D::W (&wv)[UNROLL][ROWS])
+{
+#pragma unroll
+        for (int u = 0; u < UNROLL; u++) {
+                uint32_t c = c0 + u * LANES;
+                if (c < end) {
+                        chunk_place at = place_of(c, n_chunks);
+#pragma unroll
+                        for (int r = 0; r < ROWS; r++)
+                                D::load(wr[r], n_in, c, at, wv[u][r]);
+                }
+        }
+}
+
+/* Quantized rows: a group of WARPS warps takes rows ROWS g .. ROWS g + ROWS-1 (g: the group's
+ * place in the grid), its lane l (of WARPS x WARP_SIZE) chunks l, l + WARPS x WARP_SIZE, ...,
+ * UNROLL of them a step with every load issued before the first product: at batch 1 the kernel
+ * waits on load latency, not on bandwidth (ncu: 70-80% of issue slots stalled on L1TEX), so
+ * what counts is how many loads are in flight, and how many round trips a warp makes one after
+ * another (a row of 14336 Q4_K elements is 7 chunks a lane for one warp, 2 for four). With
+ * PREFETCH the next step's loads are issued before this step's products, so a lane's loads are
+ * in flight while it computes. Several rows per group also share each activation load. ROWS,
+ * UNROLL, WARPS and PREFETCH are chosen by measurement (gpu_launch.mv_*; bench_gpu_matvec sweeps
+ * them). */
+template <typename D, int NCOLS, int ROWS, int UNROLL, int WARPS, bool PREFETCH>
 __global__ void matvec_int8_kernel(matvec_args a)
 {
         gpu_grid_begin();
-        uint32_t lane = threadIdx.x;
-        uint32_t row0 = (blockIdx.x * MATVEC_BLOCK_WARPS + threadIdx.y) * ROWS;
+        constexpr uint32_t GROUPS = MATVEC_BLOCK_WARPS / WARPS, LANES = WARPS * WARP_SIZE, STEP = UNROLL * LANES;
+        uint32_t lane = threadIdx.y % WARPS * WARP_SIZE + threadIdx.x;
+        uint32_t row0 = (blockIdx.x * GROUPS + threadIdx.y / WARPS) * ROWS;
         uint32_t n_chunks = a.n_in / D::CHUNK, n_blocks = a.n_in / 32;
         uint32_t end = row0 < a.n_rows ? n_chunks : 0;
         const uint8_t *wr[ROWS];
@@ -172,21 +199,17 @@ __global__ void matvec_int8_kernel(matvec_args a)
         for (int r = 0; r < ROWS; r++)      /* a row past the end reads the last one again, unused */
                 wr[r] = target_of(a, row0 + r < a.n_rows ? row0 + r : a.n_rows - 1).w;
         float acc[ROWS][NCOLS] = {};
-        for (uint32_t c0 = lane; c0 < end; c0 += UNROLL * WARP_SIZE) {
-                typename D::W wv[UNROLL][ROWS];
+        typename D::W wv[UNROLL][ROWS], next[PREFETCH ? UNROLL : 1][ROWS];
+        if (PREFETCH)
+                load_step<D, ROWS, UNROLL, LANES>(wr, a.n_in, n_chunks, lane, end, wv);
+        for (uint32_t c0 = lane; c0 < end; c0 += STEP) {
+                if (PREFETCH)
+                        load_step<D, ROWS, PREFETCH ? UNROLL : 1, LANES>(wr, a.n_in, n_chunks, c0 + STEP, end, next);
+                else
+                        load_step<D, ROWS, UNROLL, LANES>(wr, a.n_in, n_chunks, c0, end, wv);
 #pragma unroll
                 for (int u = 0; u < UNROLL; u++) {
-                        uint32_t c = c0 + u * WARP_SIZE;
-                        if (u == 0 || c < end) {
-                                chunk_place at = place_of(c, n_chunks);
-#pragma unroll
-                                for (int r = 0; r < ROWS; r++)
-                                        D::load(wr[r], a.n_in, c, at, wv[u][r]);
-                        }
-                }
-#pragma unroll
-                for (int u = 0; u < UNROLL; u++) {
-                        uint32_t c = c0 + u * WARP_SIZE;
+                        uint32_t c = c0 + u * LANES;
                         if (u > 0 && c >= end)
                                 break;
                         chunk_place at = place_of(c, n_chunks);
@@ -197,24 +220,45 @@ __global__ void matvec_int8_kernel(matvec_args a)
                                         acc[r][j] += D::dot(wv[u][r], c, at, a.xq + (size_t)j * a.n_in,
                                                             a.xds + (size_t)j * n_blocks);
                 }
+                if (PREFETCH)
+#pragma unroll
+                        for (int u = 0; u < UNROLL; u++)
+#pragma unroll
+                                for (int r = 0; r < ROWS; r++)
+                                        wv[u][r] = next[PREFETCH ? u : 0][r];
         }
+        __shared__ float part[WARPS > 1 ? MATVEC_BLOCK_WARPS : 1][ROWS * NCOLS];
 #pragma unroll
         for (int r = 0; r < ROWS; r++)
 #pragma unroll
                 for (int j = 0; j < NCOLS; j++) {
                         float sum = warp_sum(acc[r][j]);
-                        if (lane == 0 && row0 + r < a.n_rows)
+                        if (WARPS > 1 && threadIdx.x == 0)
+                                part[threadIdx.y][r * NCOLS + j] = sum;
+                        else if (WARPS == 1 && lane == 0 && row0 + r < a.n_rows)
                                 store_target(target_of(a, row0 + r), j, sum);
                 }
+        if (WARPS == 1)
+                return;
+        __syncthreads();
+        /* the group's first warp sums the others' parts, lane r * NCOLS + j of it one sum */
+        uint32_t k = threadIdx.x, r = k / NCOLS;
+        if (threadIdx.y % WARPS != 0 || k >= (uint32_t)(ROWS * NCOLS) || row0 + r >= a.n_rows)
+                return;
+        float sum = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WARPS; w++)
+                sum += part[threadIdx.y + w][k];
+        store_target(target_of(a, row0 + r), k % NCOLS, sum);
 }
 
 /* The two kernel families, as types whose launch<NCOLS> starts the instance for D. */
 template <typename D>
 struct float_kernels {
         template <int NCOLS>
-        static void launch(const matvec_args &a, dim3 grid, dim3 block, cudaStream_t s)
+        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
         {
-                matvec_float_kernel<D, NCOLS><<<grid, block, 0, s>>>(a);
+                gpu_launch_kernel(g, matvec_float_kernel<D, NCOLS>, grid, block, a);
         }
 };
 
@@ -222,58 +266,102 @@ struct float_kernels {
 template <typename D>
 struct int8_kernels {
         template <int NCOLS>
-        static void launch(const matvec_args &a, dim3 grid, dim3 block, cudaStream_t s)
+        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
         {
-                matvec_int8_kernel<D, NCOLS, 1, 2><<<grid, block, 0, s>>>(a);
+                gpu_launch_kernel(g, matvec_int8_kernel<D, NCOLS, 1, 2, 1, false>, grid, block, a);
         }
 };
 
 /* One launch of n_cols (1..GPU_MAX_COLS) columns: the kernel instance for that count. */
 template <typename K>
-static void launch_cols(const matvec_args &a, uint32_t n_cols, dim3 grid, dim3 block, cudaStream_t s)
+static void launch_cols(const struct gpu_launch *g, const matvec_args &a, uint32_t n_cols, dim3 grid, dim3 block)
 {
         switch (n_cols) {
-        case 1: K::template launch<1>(a, grid, block, s); break;
-        case 2: K::template launch<2>(a, grid, block, s); break;
-        case 3: K::template launch<3>(a, grid, block, s); break;
-        case 4: K::template launch<4>(a, grid, block, s); break;
-        case 5: K::template launch<5>(a, grid, block, s); break;
-        case 6: K::template launch<6>(a, grid, block, s); break;
-        case 7: K::template launch<7>(a, grid, block, s); break;
-        default: K::template launch<8>(a, grid, block, s); break;
+        case 1: K::template launch<1>(g, a, grid, block); break;
+        case 2: K::template launch<2>(g, a, grid, block); break;
+        case 3: K::template launch<3>(g, a, grid, block); break;
+        case 4: K::template launch<4>(g, a, grid, block); break;
+        case 5: K::template launch<5>(g, a, grid, block); break;
+        case 6: K::template launch<6>(g, a, grid, block); break;
+        case 7: K::template launch<7>(g, a, grid, block); break;
+        default: K::template launch<8>(g, a, grid, block); break;
         }
 }
 
-typedef void (*launch_fn)(const matvec_args &, uint32_t, dim3, dim3, cudaStream_t);
+typedef void (*launch_fn)(const struct gpu_launch *, const matvec_args &, uint32_t, dim3, dim3);
 
-/* One column of a quantized type, ROWS rows a warp and UNROLL chunks a step as g asks (the
- * pairs instantiated below; any other pair, and 0, 0, takes 2, 2: within 1 us of the best pair
- * for every type on both shapes bench_gpu_matvec sweeps, H200, docs/perf.md). */
+/* The shapes of the one-column quantized matvec there are kernels for: rows a group of warps,
+ * chunks a lane takes a step, warps a group, whether the next step's loads go before this
+ * step's products (RIG_GPU_MV=rows,unroll,warps,prefetch picks one). */
+struct gpu_mv_shape {
+        uint32_t rows, unroll, warps, prefetch;
+};
+
+static const gpu_mv_shape gpu_mv_shapes[] = {
+        { 1, 1, 1, 0 }, { 1, 2, 1, 0 }, { 1, 4, 1, 0 }, { 2, 1, 1, 0 }, { 2, 2, 1, 0 }, { 4, 1, 1, 0 },
+        { 1, 1, 2, 0 }, { 1, 2, 2, 0 }, { 2, 1, 2, 0 }, { 2, 2, 2, 0 }, { 1, 1, 4, 0 }, { 1, 2, 4, 0 },
+        { 2, 1, 4, 0 }, { 1, 1, 1, 1 }, { 1, 2, 1, 1 }, { 2, 1, 1, 1 }, { 1, 1, 2, 1 }, { 2, 1, 2, 1 },
+        { 1, 2, 2, 1 },
+};
+#define N_MV_SHAPES (sizeof(gpu_mv_shapes) / sizeof(gpu_mv_shapes[0]))
+
+extern "C" bool gpu_matvec_shape(size_t i, uint32_t *rows, uint32_t *unroll, uint32_t *warps, uint32_t *prefetch)
+{
+        if (i >= N_MV_SHAPES)
+                return false;
+        *rows = gpu_mv_shapes[i].rows;
+        *unroll = gpu_mv_shapes[i].unroll;
+        *warps = gpu_mv_shapes[i].warps;
+        *prefetch = gpu_mv_shapes[i].prefetch;
+        return true;
+}
+
+/* The default shape: within 1 us of the best pair for every type on both shapes
+ * bench_gpu_matvec sweeps (H200, docs/perf.md). */
+static const gpu_mv_shape mv_default = { 2, 2, 1, 0 };
+
+typedef void (*int8_kernel_fn)(matvec_args);
+
+/* The kernels of gpu_mv_shapes, in its order, for D. */
+template <typename D>
+static int8_kernel_fn int8_single_kernel(size_t i)
+{
+        static const int8_kernel_fn fns[N_MV_SHAPES] = {
+                matvec_int8_kernel<D, 1, 1, 1, 1, false>, matvec_int8_kernel<D, 1, 1, 2, 1, false>,
+                matvec_int8_kernel<D, 1, 1, 4, 1, false>, matvec_int8_kernel<D, 1, 2, 1, 1, false>,
+                matvec_int8_kernel<D, 1, 2, 2, 1, false>, matvec_int8_kernel<D, 1, 4, 1, 1, false>,
+                matvec_int8_kernel<D, 1, 1, 1, 2, false>, matvec_int8_kernel<D, 1, 1, 2, 2, false>,
+                matvec_int8_kernel<D, 1, 2, 1, 2, false>, matvec_int8_kernel<D, 1, 2, 2, 2, false>,
+                matvec_int8_kernel<D, 1, 1, 1, 4, false>, matvec_int8_kernel<D, 1, 1, 2, 4, false>,
+                matvec_int8_kernel<D, 1, 2, 1, 4, false>, matvec_int8_kernel<D, 1, 1, 1, 1, true>,
+                matvec_int8_kernel<D, 1, 1, 2, 1, true>, matvec_int8_kernel<D, 1, 2, 1, 1, true>,
+                matvec_int8_kernel<D, 1, 1, 1, 2, true>, matvec_int8_kernel<D, 1, 2, 1, 2, true>,
+                matvec_int8_kernel<D, 1, 1, 2, 2, true>,
+        };
+        return fns[i];
+}
+
+static size_t mv_find(const gpu_mv_shape &want)
+{
+        for (size_t i = 0; i < N_MV_SHAPES; i++)
+                if (gpu_mv_shapes[i].rows == want.rows && gpu_mv_shapes[i].unroll == want.unroll &&
+                    gpu_mv_shapes[i].warps == want.warps && gpu_mv_shapes[i].prefetch == want.prefetch)
+                        return i;
+        return N_MV_SHAPES;
+}
+
+/* One column of a quantized type, in the shape g asks for (mv_default where it names none of
+ * gpu_mv_shapes). */
 template <typename D>
 static void launch_int8_single(const struct gpu_launch *g, const matvec_args &a, dim3 block)
 {
-        uint32_t rows = g->mv_rows, unroll = g->mv_unroll;
-        bool known = (rows == 1 && (unroll == 1 || unroll == 2 || unroll == 4)) || (rows == 2 && unroll <= 2 && unroll) ||
-                     (rows == 4 && unroll == 1);
-        if (!known) {
-                rows = 2;
-                unroll = 2;
-        }
-        uint32_t rows_per_block = MATVEC_BLOCK_WARPS * rows;
+        gpu_mv_shape want = { g->mv_rows, g->mv_unroll, g->mv_warps ? g->mv_warps : 1, g->mv_prefetch };
+        size_t pick = mv_find(want);
+        if (pick == N_MV_SHAPES)
+                pick = mv_find(mv_default);
+        uint32_t rows_per_block = MATVEC_BLOCK_WARPS / gpu_mv_shapes[pick].warps * gpu_mv_shapes[pick].rows;
         dim3 grid((a.n_rows + rows_per_block - 1) / rows_per_block);
-        cudaStream_t s = g->stream;
-        if (rows == 1 && unroll == 1)
-                matvec_int8_kernel<D, 1, 1, 1><<<grid, block, 0, s>>>(a);
-        else if (rows == 1 && unroll == 2)
-                matvec_int8_kernel<D, 1, 1, 2><<<grid, block, 0, s>>>(a);
-        else if (rows == 1)
-                matvec_int8_kernel<D, 1, 1, 4><<<grid, block, 0, s>>>(a);
-        else if (rows == 2 && unroll == 1)
-                matvec_int8_kernel<D, 1, 2, 1><<<grid, block, 0, s>>>(a);
-        else if (rows == 2)
-                matvec_int8_kernel<D, 1, 2, 2><<<grid, block, 0, s>>>(a);
-        else
-                matvec_int8_kernel<D, 1, 4, 1><<<grid, block, 0, s>>>(a);
+        gpu_launch_kernel(g, int8_single_kernel<D>(pick), grid, block, a);
 }
 
 typedef void (*single_fn)(const struct gpu_launch *, const matvec_args &, dim3);
@@ -334,8 +422,8 @@ void gpu_quantize_act(const struct gpu_launch *g, const float *x, uint32_t n_in,
         if (n == 0)
                 return;
         const unsigned threads = 256;
-        quantize_act_kernel<<<(unsigned)((n + threads - 1) / threads), threads, 0, g->stream>>>(x, n_in, n, order, a->q,
-                                                                                              a->ds);
+        gpu_launch_kernel(g, quantize_act_kernel, dim3((unsigned)((n + threads - 1) / threads)), dim3(threads), x, n_in, n,
+                          order, a->q, a->ds);
 }
 
 void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *parts, uint32_t n_parts, const float *x,
@@ -403,7 +491,7 @@ void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *
                 if (cols == 1 && e->single)
                         e->single(g, a, block);
                 else
-                        fn(a, cols, grid, block, g->stream);
+                        fn(g, a, cols, grid, block);
         }
 }
 

@@ -70,9 +70,9 @@ static void launch_norm(const struct gpu_launch *g, bool add, float *x, const fl
         if (q)
                 a.q = *q;
         if (add)
-                norm_kernel<true><<<n_rows, NORM_BLOCK_THREADS, 0, g->stream>>>(a);
+                gpu_launch_kernel(g, norm_kernel<true>, dim3(n_rows), dim3(NORM_BLOCK_THREADS), a);
         else
-                norm_kernel<false><<<n_rows, NORM_BLOCK_THREADS, 0, g->stream>>>(a);
+                gpu_launch_kernel(g, norm_kernel<false>, dim3(n_rows), dim3(NORM_BLOCK_THREADS), a);
 }
 
 void gpu_add_rmsnorm(const struct gpu_launch *g, float *x, const float *y, float *out, const float *w, uint32_t n,

@@ -38,6 +38,6 @@ void gpu_rope(const struct gpu_launch *g, float *vec, uint32_t n_heads, float *v
         if (n == 0 || batch->n == 0)
                 return;
         dim3 grid((n + ROPE_BLOCK_THREADS - 1) / ROPE_BLOCK_THREADS, batch->n);
-        rope_kernel<<<grid, ROPE_BLOCK_THREADS, 0, g->stream>>>(vec, n_heads, vec2, n_heads2, head_dim, type == RIG_ROPE_NEOX,
-                                                                freqs, *batch);
+        gpu_launch_kernel(g, rope_kernel, grid, dim3(ROPE_BLOCK_THREADS), vec, n_heads, vec2, n_heads2, head_dim,
+                          (int)(type == RIG_ROPE_NEOX), freqs, *batch);
 }

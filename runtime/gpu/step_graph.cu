@@ -5,14 +5,13 @@
 
 #include "step_graph.h"
 
-void step_graph_init(struct step_graph *s, size_t op_bytes, bool has_early_launch)
+void step_graph_init(struct step_graph *s, size_t op_bytes, bool launches_early)
 {
         memset(s, 0, sizeof(*s));
         s->op_bytes = op_bytes;
         const char *env = getenv("RIG_GPU_GRAPHS");
         s->is_off = env && strcmp(env, "0") == 0;
-        env = getenv("RIG_GPU_PDL");
-        s->launches_early = GPU_HAS_PDL && has_early_launch && !(env && strcmp(env, "0") == 0);
+        s->launches_early = GPU_HAS_PDL && launches_early;
 }
 
 static void drop_exec(struct step_graph *s)

@@ -9,11 +9,12 @@
  * under stream capture into a new graph. Decode records the same ops every token, so a capture
  * happens once per session.
  *
- * Where the device allows it, each kernel-to-kernel edge of the captured graph becomes a
- * programmatic one: the next kernel's blocks are launched as soon as every block of the one
- * before has started, and wait at their first statement (gpu_grid_begin, vendor.h) for it to end.
- * The launch of a kernel, some microseconds of a decode step's ~600, then overlaps the run of the
- * one before instead of following it. */
+ * Where the device allows it, each kernel-to-kernel edge of the captured graph is a programmatic
+ * one (gpu_launch_kernel's launches are captured so; an edge capture left plain is made so here):
+ * the next kernel's blocks are launched as soon as every block of the one before has started,
+ * and wait at their first statement (gpu_grid_begin, vendor.h) for it to end. The launch of a
+ * kernel, a microsecond or so of each of a decode step's ~500 kernels, then overlaps the run of
+ * the one before instead of following it. */
 #pragma once
 
 #include <stdbool.h>
@@ -35,10 +36,9 @@ struct step_graph {
         bool launches_early;            /* each kernel launched while the one before runs (PDL) */
 };
 
-/* has_early_launch: the device can launch a graph's kernel while the one before it still runs
- * (programmatic dependent launch, NVIDIA compute capability 9.0 and later); RIG_GPU_PDL=0 turns
- * that off. */
-void step_graph_init(struct step_graph *s, size_t op_bytes, bool has_early_launch);
+/* launches_early: the device launches a graph's kernel while the one before it still runs
+ * (struct gpu_launch's launches_early). */
+void step_graph_init(struct step_graph *s, size_t op_bytes, bool launches_early);
 void step_graph_free(struct step_graph *s);
 
 /* Starts a step's recording. */

@@ -9,8 +9,8 @@
  * quantized types also n=16, n=64 and n=512 columns (a batched decode, a prompt: the tile kernel,
  * matmul_tiles.cu, K split into slices where its tiles are too few for the device), on tensor
  * cores and on the dp4a path (RIG_GPU_MMA=0), rotating, in µs and effective TOPS
- * (2 x 4096 x 14336 x n / time); and n=1 for each rows-per-warp / chunks-per-step pair of the
- * quantized matvec (RIG_GPU_MV) on two shapes. Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
+ * (2 x 4096 x 14336 x n / time); and n=1, queued, for each shape of the quantized matvec
+ * (RIG_GPU_MV) on two shapes. Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
  * runs one type. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,24 +180,22 @@ static void free_weights(struct rig_weight *weights, size_t n_copies)
         free(weights);
 }
 
-/* The quantized matvec at n=1, rotating, for each rows-per-warp / chunks-per-step pair
- * (RIG_GPU_MV), on the FFN down shape and on a 4096-wide one (gate, up: 14336 x 4096), whose
- * rows are 2 to 4 chunks a lane. */
+/* The quantized matvec at n=1, rotating, queued, for each of its shapes (RIG_GPU_MV
+ * rows,unroll,warps), on the FFN down shape and on a 4096-wide one (gate, up: 14336 x 4096),
+ * whose rows are 2 to 4 chunks a lane. */
 static int sweep_matvec_shapes(const struct gpu_launch *g, enum rig_type type, const struct bench_io *io)
 {
-        static const uint32_t shapes[][2] = { { 1, 1 }, { 1, 2 }, { 1, 4 }, { 2, 1 }, { 2, 2 }, { 4, 1 } };
         static const uint32_t dims[][2] = { { N_OUT, N_IN }, { N_IN, N_OUT } };
         for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
                 size_t n_copies;
                 struct rig_weight *weights = upload_weights(type, dims[d][0], dims[d][1], &n_copies);
                 double bytes = (double)rig_row_bytes(type, dims[d][1]) * dims[d][0];
-                printf("     n=1 rotating %ux%u by RIG_GPU_MV rows,unroll:", dims[d][0], dims[d][1]);
-                for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
-                        struct gpu_launch v = *g;
-                        v.mv_rows = shapes[i][0];
-                        v.mv_unroll = shapes[i][1];
-                        float us = time_matmul(&v, weights, n_copies, io, 1);
-                        printf("  %u,%u %6.1f us %5.0f GB/s", shapes[i][0], shapes[i][1], us, bytes / (us * 1e3));
+                printf("     n=1 queued rotating %ux%u by RIG_GPU_MV rows,unroll,warps,prefetch:", dims[d][0], dims[d][1]);
+                struct gpu_launch v = *g;
+                for (size_t i = 0; gpu_matvec_shape(i, &v.mv_rows, &v.mv_unroll, &v.mv_warps, &v.mv_prefetch); i++) {
+                        float us = time_queued(&v, weights, n_copies, io, 1, false);
+                        printf("  %u,%u,%u,%u %5.1f us %4.0f GB/s", v.mv_rows, v.mv_unroll, v.mv_warps, v.mv_prefetch, us,
+                               bytes / (us * 1e3));
                 }
                 printf("\n");
                 free_weights(weights, n_copies);
@@ -226,11 +224,14 @@ static int bench_type(const struct gpu_launch *g, enum rig_type type, const stru
                 float q_same1 = time_queued(g, weights, 1, io, 1, false), q_rot1 = time_queued(g, weights, n_copies, io, 1, false);
                 float q_prod1 = time_queued(g, weights, n_copies, io, 1, true);
                 float q_rot8 = time_queued(g, weights, n_copies, io, N_COLS_MATVEC, false);
+                struct gpu_launch plain = *g;   /* each kernel launched after the one before has ended */
+                plain.launches_early = false;
+                float q_plain1 = time_queued(&plain, weights, 1, io, 1, false);
                 r = check(cudaGetLastError(), "matmul");
                 if (r == 0)
-                        printf("      queued: n=1 same %7.1f us %6.0f GB/s  rotating %7.1f us %6.0f GB/s  product alone "
-                               "%7.1f us %6.0f GB/s  n=%d rotating %7.1f us  n=%d/n=1 %.2f\n",
-                               q_same1, bytes / (q_same1 * 1e3), q_rot1, bytes / (q_rot1 * 1e3), q_prod1,
+                        printf("      queued: n=1 same %7.1f us %6.0f GB/s (launched plainly %7.1f us)  rotating %7.1f us %6.0f "
+                               "GB/s  product alone %7.1f us %6.0f GB/s  n=%d rotating %7.1f us  n=%d/n=1 %.2f\n",
+                               q_same1, bytes / (q_same1 * 1e3), q_plain1, q_rot1, bytes / (q_rot1 * 1e3), q_prod1,
                                bytes / (q_prod1 * 1e3), N_COLS_MATVEC, q_rot8, N_COLS_MATVEC, q_rot8 / q_rot1);
         }
         if (r == 0 && gpu_act_order_of(type) != GPU_ACT_NONE)
@@ -255,6 +256,7 @@ int main(int argc, char **argv)
                 return 1;
         g.warp_size = prop.warpSize;
         g.cc_major = prop.major;
+        g.launches_early = gpu_can_launch_early(prop.major);
         g.n_sm = prop.multiProcessorCount;
         g.split_ws_floats = SPLIT_WS_FLOATS;
         printf("%s (%d multiprocessors): matvec %d x %d, median of %d runs\n", prop.name, prop.multiProcessorCount, N_OUT,

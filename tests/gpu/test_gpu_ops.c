@@ -423,17 +423,20 @@ static void test_matmul_tiles(struct rig_backend *b, enum rig_type type, const u
         unsetenv("RIG_GPU_MMA");
 }
 
-/* Every rows-per-warp / chunks-per-step pair of the quantized matvec (RIG_GPU_MV, read when a
- * backend opens): rows past the end of the last warp, rows with fewer chunks than a step takes. */
+/* Every shape of the quantized matvec (rows a group, chunks a step, warps a group: RIG_GPU_MV,
+ * read when a backend opens): rows past the end of the last group, rows with fewer chunks than
+ * a step takes. */
 static void test_matvec_shapes(const struct rig_model *m, enum rig_type type, double tol)
 {
-        static const char *const shapes[] = { "1,1", "1,2", "1,4", "2,1", "2,2", "4,1" };
-        for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
-                setenv("RIG_GPU_MV", shapes[i], 1);
+        uint32_t rows, unroll, warps, prefetch;
+        for (size_t i = 0; gpu_matvec_shape(i, &rows, &unroll, &warps, &prefetch); i++) {
+                char shape[32];
+                snprintf(shape, sizeof(shape), "%u,%u,%u,%u", rows, unroll, warps, prefetch);
+                setenv("RIG_GPU_MV", shape, 1);
                 struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
                 if (!b)
                         continue;
-                printf("     RIG_GPU_MV=%s\n", shapes[i]);
+                printf("     RIG_GPU_MV=%s\n", shape);
                 test_matmul(b, type, 37, 4096, 1, true, tol);
                 test_matmul(b, type, 3, 256, 1, false, tol);
                 test_matmul(b, type, 130, 14336, 1, false, tol);
