@@ -298,10 +298,8 @@ struct gpu_mv_shape {
 };
 
 static const gpu_mv_shape gpu_mv_shapes[] = {
-        { 1, 1, 1, 0 }, { 1, 2, 1, 0 }, { 1, 4, 1, 0 }, { 2, 1, 1, 0 }, { 2, 2, 1, 0 }, { 4, 1, 1, 0 },
-        { 1, 1, 2, 0 }, { 1, 2, 2, 0 }, { 2, 1, 2, 0 }, { 2, 2, 2, 0 }, { 1, 1, 4, 0 }, { 1, 2, 4, 0 },
-        { 2, 1, 4, 0 }, { 1, 1, 1, 1 }, { 1, 2, 1, 1 }, { 2, 1, 1, 1 }, { 1, 1, 2, 1 }, { 2, 1, 2, 1 },
-        { 1, 2, 2, 1 },
+        { 1, 1, 1, 0 }, { 1, 2, 1, 0 }, { 2, 1, 1, 0 }, { 2, 2, 1, 0 }, { 1, 1, 2, 0 }, { 2, 1, 2, 0 },
+        { 2, 2, 2, 0 }, { 1, 1, 4, 0 }, { 2, 1, 4, 0 }, { 1, 1, 1, 1 }, { 2, 1, 2, 1 },
 };
 #define N_MV_SHAPES (sizeof(gpu_mv_shapes) / sizeof(gpu_mv_shapes[0]))
 
@@ -316,10 +314,6 @@ extern "C" bool gpu_matvec_shape(size_t i, uint32_t *rows, uint32_t *unroll, uin
         return true;
 }
 
-/* The default shape: within 1 us of the best pair for every type on both shapes
- * bench_gpu_matvec sweeps (H200, docs/perf.md). */
-static const gpu_mv_shape mv_default = { 2, 2, 1, 0 };
-
 typedef void (*int8_kernel_fn)(matvec_args);
 
 /* The kernels of gpu_mv_shapes, in its order, for D. */
@@ -328,17 +322,26 @@ static int8_kernel_fn int8_single_kernel(size_t i)
 {
         static const int8_kernel_fn fns[N_MV_SHAPES] = {
                 matvec_int8_kernel<D, 1, 1, 1, 1, false>, matvec_int8_kernel<D, 1, 1, 2, 1, false>,
-                matvec_int8_kernel<D, 1, 1, 4, 1, false>, matvec_int8_kernel<D, 1, 2, 1, 1, false>,
-                matvec_int8_kernel<D, 1, 2, 2, 1, false>, matvec_int8_kernel<D, 1, 4, 1, 1, false>,
-                matvec_int8_kernel<D, 1, 1, 1, 2, false>, matvec_int8_kernel<D, 1, 1, 2, 2, false>,
-                matvec_int8_kernel<D, 1, 2, 1, 2, false>, matvec_int8_kernel<D, 1, 2, 2, 2, false>,
-                matvec_int8_kernel<D, 1, 1, 1, 4, false>, matvec_int8_kernel<D, 1, 1, 2, 4, false>,
+                matvec_int8_kernel<D, 1, 2, 1, 1, false>, matvec_int8_kernel<D, 1, 2, 2, 1, false>,
+                matvec_int8_kernel<D, 1, 1, 1, 2, false>, matvec_int8_kernel<D, 1, 2, 1, 2, false>,
+                matvec_int8_kernel<D, 1, 2, 2, 2, false>, matvec_int8_kernel<D, 1, 1, 1, 4, false>,
                 matvec_int8_kernel<D, 1, 2, 1, 4, false>, matvec_int8_kernel<D, 1, 1, 1, 1, true>,
-                matvec_int8_kernel<D, 1, 1, 2, 1, true>, matvec_int8_kernel<D, 1, 2, 1, 1, true>,
-                matvec_int8_kernel<D, 1, 1, 1, 2, true>, matvec_int8_kernel<D, 1, 2, 1, 2, true>,
-                matvec_int8_kernel<D, 1, 1, 2, 2, true>,
+                matvec_int8_kernel<D, 1, 2, 1, 2, true>,
         };
         return fns[i];
+}
+
+/* Each type's shape when none is asked for: of the sweeps of bench_gpu_matvec on an H200
+ * (docs/perf.md, 2026-12-04), the one near the best on both the 4096 x 14336 and the 14336 x
+ * 4096 product, with few registers (the shapes of 120 and more lost most when other kernels'
+ * blocks shared the multiprocessors). */
+template <typename D>
+static gpu_mv_shape mv_default_of(void)
+{
+        gpu_mv_shape s = { 2, 1, 2, 0 };        /* Q4_K, Q5_K, Q6_K */
+        if (D::CHUNK == 32)
+                s.unroll = 2;                   /* Q8_0, Q4_0: 2, 2, 2 */
+        return s;
 }
 
 static size_t mv_find(const gpu_mv_shape &want)
@@ -350,15 +353,15 @@ static size_t mv_find(const gpu_mv_shape &want)
         return N_MV_SHAPES;
 }
 
-/* One column of a quantized type, in the shape g asks for (mv_default where it names none of
- * gpu_mv_shapes). */
+/* One column of a quantized type, in the shape g asks for, or where it names none of
+ * gpu_mv_shapes, the type's D::MV_SHAPE. */
 template <typename D>
 static void launch_int8_single(const struct gpu_launch *g, const matvec_args &a, dim3 block)
 {
         gpu_mv_shape want = { g->mv_rows, g->mv_unroll, g->mv_warps ? g->mv_warps : 1, g->mv_prefetch };
         size_t pick = mv_find(want);
         if (pick == N_MV_SHAPES)
-                pick = mv_find(mv_default);
+                pick = mv_find(mv_default_of<D>());
         uint32_t rows_per_block = MATVEC_BLOCK_WARPS / gpu_mv_shapes[pick].warps * gpu_mv_shapes[pick].rows;
         dim3 grid((a.n_rows + rows_per_block - 1) / rows_per_block);
         gpu_launch_kernel(g, int8_single_kernel<D>(pick), grid, block, a);

@@ -11,10 +11,9 @@
  *
  * Where the device allows it, each kernel-to-kernel edge of the captured graph is a programmatic
  * one (gpu_launch_kernel's launches are captured so; an edge capture left plain is made so here):
- * the next kernel's blocks are launched as soon as every block of the one before has started,
- * and wait at their first statement (gpu_grid_begin, vendor.h) for it to end. The launch of a
- * kernel, a microsecond or so of each of a decode step's ~500 kernels, then overlaps the run of
- * the one before instead of following it. */
+ * the next kernel is launched as soon as every block of the one before has exited, and its
+ * blocks wait at their first statement (gpu_grid_begin, vendor.h) for that one's writes. The
+ * launch of each of a decode step's ~400 kernels then overlaps the end of the one before. */
 #pragma once
 
 #include <stdbool.h>

@@ -85,8 +85,8 @@ static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 /* Warp-level mma.sync on 8-bit integers (PTX, sm_80 and later: the device's cc_major says). */
 #define GPU_HAS_MMA_SYNC 1
 
-/* Programmatic dependent launch (sm_90 and later): step_graph.cu lets a graph's kernel start
- * while the one before it still runs, and gpu_grid_begin makes it wait there. */
+/* Programmatic dependent launch (sm_90 and later): gpu_launch_kernel lets a kernel be launched
+ * while the one before it still ends, and gpu_grid_begin makes it wait there. */
 #define GPU_HAS_PDL 1
 
 /* Four signed 8-bit products summed into c (sm_61 and later). */
@@ -97,15 +97,16 @@ static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 
 #endif
 
-/* The first statement of every kernel. A kernel that step_graph.cu launched early (while the
- * one before it in the graph still runs) waits here until that one has ended and its writes are
- * visible, so no kernel touches memory before its predecessor is done; and it lets the next
- * kernel be launched now, so that kernel's launch overlaps this one's run. Launched the usual
- * way, or where the device has no such launch, both are no-ops. */
+/* The first statement of every kernel. A kernel launched early (gpu_launch_kernel: while the one
+ * before it still ends) waits here until that one has ended and its writes are visible, so no
+ * kernel touches memory before its predecessor is done. Launched the usual way, or where the
+ * device has no such launch, a no-op. No kernel lets the next one launch before its own blocks
+ * have exited (griddepcontrol.launch_dependents): measured on an H200, the next kernel's blocks
+ * placed on the multiprocessors while a one-wave matvec ran took the room of its own next
+ * launch, and the matvec of 123 registers a thread ran 20-30% slower (docs/perf.md). */
 static __device__ __forceinline__ void gpu_grid_begin(void)
 {
 #if GPU_HAS_PDL && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-        asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
         asm volatile("griddepcontrol.wait;" ::: "memory");
 #endif
 }

@@ -6,6 +6,7 @@
 #   RIG_DEVICE_PROFILE="Q4_K ..."  ncu's stall sections of the matvec kernel of those types
 #   RIG_DEVICE_NCU_STEP=Q4_K_M     ncu's time of each kernel of a decode step of llama3-8b
 #   RIG_DEVICE_MODELS=0            no whole-model benchmarks
+#   RIG_DEVICE_MV="2,1,2,0 ..."    tg128 of both models with each of these matvec shapes (RIG_GPU_MV)
 set -u
 export LD_LIBRARY_PATH="$PWD/dev-bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 B=dev-bin
@@ -35,6 +36,11 @@ if [ "${RIG_DEVICE_MODELS:-1}" = 1 ]; then
     $B/rig bench -m /tmp/l8b-$t.gguf -p 512 -n 128 -r 3 -B 1,2,4,8,16 2>&1
     echo "== rig bench llama3-8b $t, kernels launched after the one before has ended (RIG_GPU_PDL=0)"
     RIG_GPU_PDL=0 $B/rig bench -m /tmp/l8b-$t.gguf -p 0 -n 128 -r 3 2>&1
+  done
+  for mv in ${RIG_DEVICE_MV:-}; do
+    for t in Q4_K_M Q8_0; do
+      echo "== RIG_GPU_MV=$mv $t"; RIG_GPU_MV=$mv $B/rig bench -m /tmp/l8b-$t.gguf -p 0 -n 128 -r 2 2>&1 | grep "tg128 |"
+    done
   done
   echo "== where the time goes (RIG_GPU_PROFILE=1: kernel time per op, no graphs), tg Q4_K_M"
   RIG_GPU_PROFILE=1 $B/rig bench -m /tmp/l8b-Q4_K_M.gguf -p 0 -n 32 -r 1 2>&1 | grep -A40 "op profile"
