@@ -39,6 +39,7 @@ struct gpu_backend {
         size_t n_allocs, allocs_cap;
         struct gpu_act act;             /* 8-bit activations of the quantized types' matmuls */
         size_t act_cap;                 /* elements act holds */
+        uint32_t act_n_in_max;          /* the widest row of the model's weights */
         const float *act_src;           /* the x act was quantized from, while no op has run since */
         uint32_t act_n_in, act_n;
         enum gpu_act_order act_order;
@@ -543,64 +544,6 @@ static void write_batch(struct gpu_backend *g, const struct rig_batch *batch)
         g->batch.seq = seq;
 }
 
-static void gpu_begin_batch(struct rig_backend *b, const struct rig_batch *batch)
-{
-        struct gpu_backend *g = to_gpu(b);
-        RIG_ASSERT(batch->n > 0 && batch->n <= GPU_MAX_BATCH, "a batch of %u tokens (1 to %u)", batch->n, GPU_MAX_BATCH);
-        for (uint32_t i = 0; i < batch->n; i++)
-                RIG_ASSERT(batch->tokens[i] >= 0 && (uint32_t)batch->tokens[i] < g->model.cfg.n_vocab &&
-                                   batch->pos[i] < b->n_ctx && batch->seq[i] < b->n_seq,
-                           "token %d of %u at position %u of %u of sequence %u of %u", batch->tokens[i],
-                           g->model.cfg.n_vocab, batch->pos[i], b->n_ctx, batch->seq[i], b->n_seq);
-        if (g->in_step)
-                b->ops->end_batch(b);   /* a step left open runs before the next begins */
-        forget_act(g);
-        if (!reserve_batch(g, batch->n)) {
-                memset(&g->batch, 0, sizeof(g->batch));        /* the ops of no tokens do nothing */
-                return;                 /* noted: read() reports it */
-        }
-        write_batch(g, batch);
-        if (g->profile)
-                op_profile_step(g->profile);
-        step_graph_begin(&g->graph);
-        g->in_step = true;
-}
-
-static void gpu_end_batch(struct rig_backend *b)
-{
-        struct gpu_backend *g = to_gpu(b);
-        if (!g->in_step)
-                return;
-        g->in_step = false;
-        note_error(g, step_graph_run(&g->graph, g->launch.stream, run_op, g), "graph");
-}
-
-static void gpu_embed_op(struct rig_backend *b, float *x)
-{
-        submit_simple(b, OP_EMBED, x, NULL, NULL, 0);
-}
-
-/* rmsnorm (residual NULL) and add_rmsnorm: out = norm(a) by w, rows of n; add_rmsnorm first adds
- * a to residual and norms that. */
-static void submit_norm(struct rig_backend *b, enum op_kind kind, float *residual, const float *a, const float *w,
-                        float *out, uint32_t n, uint32_t n_rows)
-{
-        struct gpu_op op = new_op(to_gpu(b), kind);
-        op.residual = residual;
-        op.a = a;
-        op.b = w;
-        op.out = out;
-        op.n = n;
-        op.rows = n_rows;
-        submit(to_gpu(b), &op);
-}
-
-static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n,
-                           uint32_t n_rows)
-{
-        submit_norm(b, OP_RMSNORM, NULL, x, w, out, n, n_rows);
-}
-
 /* Room in act for n_elems levels (and their scales); false, with the error noted, when the
  * device has no memory for it. Only between steps' kernels: a step records act's pointers. */
 static bool reserve_act(struct gpu_backend *g, size_t n_elems)
@@ -643,6 +586,67 @@ static bool join_last_matmul(struct gpu_backend *g, const struct rig_weight *w, 
         part->bias = bias;
         part->y = y;
         return true;
+}
+
+static void gpu_begin_batch(struct rig_backend *b, const struct rig_batch *batch)
+{
+        struct gpu_backend *g = to_gpu(b);
+        RIG_ASSERT(batch->n > 0 && batch->n <= GPU_MAX_BATCH, "a batch of %u tokens (1 to %u)", batch->n, GPU_MAX_BATCH);
+        for (uint32_t i = 0; i < batch->n; i++)
+                RIG_ASSERT(batch->tokens[i] >= 0 && (uint32_t)batch->tokens[i] < g->model.cfg.n_vocab &&
+                                   batch->pos[i] < b->n_ctx && batch->seq[i] < b->n_seq,
+                           "token %d of %u at position %u of %u of sequence %u of %u", batch->tokens[i],
+                           g->model.cfg.n_vocab, batch->pos[i], b->n_ctx, batch->seq[i], b->n_seq);
+        if (g->in_step)
+                b->ops->end_batch(b);   /* a step left open runs before the next begins */
+        forget_act(g);
+        if (!reserve_batch(g, batch->n)) {
+                memset(&g->batch, 0, sizeof(g->batch));        /* the ops of no tokens do nothing */
+                return;                 /* noted: read() reports it */
+        }
+        write_batch(g, batch);
+        /* the 8-bit activations of the step's widest product, now: a step that had to grow them
+         * would run what it recorded so far apart, without its joined launches */
+        reserve_act(g, (size_t)batch->n * g->act_n_in_max);
+        if (g->profile)
+                op_profile_step(g->profile);
+        step_graph_begin(&g->graph);
+        g->in_step = true;
+}
+
+static void gpu_end_batch(struct rig_backend *b)
+{
+        struct gpu_backend *g = to_gpu(b);
+        if (!g->in_step)
+                return;
+        g->in_step = false;
+        note_error(g, step_graph_run(&g->graph, g->launch.stream, run_op, g), "graph");
+}
+
+static void gpu_embed_op(struct rig_backend *b, float *x)
+{
+        submit_simple(b, OP_EMBED, x, NULL, NULL, 0);
+}
+
+/* rmsnorm (residual NULL) and add_rmsnorm: out = norm(a) by w, rows of n; add_rmsnorm first adds
+ * a to residual and norms that. */
+static void submit_norm(struct rig_backend *b, enum op_kind kind, float *residual, const float *a, const float *w,
+                        float *out, uint32_t n, uint32_t n_rows)
+{
+        struct gpu_op op = new_op(to_gpu(b), kind);
+        op.residual = residual;
+        op.a = a;
+        op.b = w;
+        op.out = out;
+        op.n = n;
+        op.rows = n_rows;
+        submit(to_gpu(b), &op);
+}
+
+static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, const float *w, uint32_t n,
+                           uint32_t n_rows)
+{
+        submit_norm(b, OP_RMSNORM, NULL, x, w, out, n, n_rows);
 }
 
 /* The quantization of x for a matmul moves into the op that has just written x, the step's last
@@ -883,6 +887,9 @@ extern "C" int gpu_backend_new(const struct rig_model *m, uint32_t n_ctx, uint32
         g->profile = op_profile_new();
         if (g->profile)
                 g->graph.is_off = true;         /* each op timed alone */
+        g->act_n_in_max = m->cfg.n_embd > m->cfg.n_ff ? m->cfg.n_embd : m->cfg.n_ff;
+        if (m->cfg.n_head * m->cfg.head_dim > g->act_n_in_max)
+                g->act_n_in_max = m->cfg.n_head * m->cfg.head_dim;
         if ((r = upload_weights(g, m, err, err_size)) < 0 ||
             (r = upload_rope_freqs(g, m, err, err_size)) < 0 ||
             (r = alloc_kv(g, kv_type, n_ctx, n_seq, err, err_size)) < 0)
@@ -897,6 +904,18 @@ fail:
         cudaGetLastError();
         gpu_free(&g->base);
         return r;
+}
+
+extern "C" void gpu_backend_last_step(struct rig_backend *b, size_t *n_ops, size_t *n_self_quantizing)
+{
+        struct gpu_backend *g = to_gpu(b);
+        *n_ops = g->graph.n_ops;
+        *n_self_quantizing = 0;
+        for (size_t i = 0; i < g->graph.n_ops; i++) {
+                const struct gpu_op *op = (const struct gpu_op *)(g->graph.ops + i * g->graph.op_bytes);
+                if (op->kind == OP_MATMUL && op->quantize != GPU_ACT_NONE)
+                        (*n_self_quantizing)++;
+        }
 }
 
 extern "C" void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes)

@@ -36,6 +36,11 @@ int gpu_backend_upload_weight(struct rig_backend *b, const struct rig_weight *w,
  * last. */
 bool gpu_matvec_shape(size_t i, uint32_t *rows, uint32_t *unroll, uint32_t *warps, uint32_t *prefetch);
 
+/* What the last step recorded, for the tests of its joins: its ops (matmuls joined into one
+ * launch count once, as do joined ropes), and of its matmuls those that quantize their x
+ * themselves (rather than the norm or swiglu that wrote it). */
+void gpu_backend_last_step(struct rig_backend *b, size_t *n_ops, size_t *n_self_quantizing);
+
 /* 0 while every op so far launched and ran, else -EIO with the first failure in err. The ops
  * themselves return nothing; call this after read(). */
 int gpu_backend_error(struct rig_backend *b, char *err, size_t err_size);

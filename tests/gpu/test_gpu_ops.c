@@ -293,16 +293,22 @@ static void test_matmul_joined(struct rig_backend *b, enum rig_type type, uint32
                 is_ready &= dy[k] != NULL;
         }
         double err = NAN;
+        size_t n_ops = 0, n_quantizing = 0;
+        bool is_quantized = rig_type_get(type)->block_elems > 1;
         if (is_ready) {
                 struct test_batch tb = { 0 };
                 const struct rig_batch *batch = NULL;
                 for (uint32_t j = 0; j < n_cols; j++)
                         batch = test_batch_add(&tb, 1, j, 0);
+                /* a product before the step sizes the 8-bit activations: a step that must grow
+                 * them runs what it has recorded apart */
+                b->ops->matmul(b, &dw[3], dx, n_cols, NULL, dy[3]);
                 b->ops->begin_batch(b, batch);
                 for (int k = 0; k < N_W; k++)
                         b->ops->matmul(b, &dw[k], dx, n_cols, k == 1 ? dbias : NULL, dy[k]);
                 b->ops->matmul(b, &dw[0], dy[3], n_cols, NULL, dz);
                 b->ops->end_batch(b);
+                gpu_backend_last_step(b, &n_ops, &n_quantizing);
                 err = 0;
                 for (int k = 0; k < N_W; k++) {
                         b->ops->read(b, y[k], dy[k], (size_t)n_outs[k] * n_cols);
@@ -312,6 +318,12 @@ static void test_matmul_joined(struct rig_backend *b, enum rig_type type, uint32
                 b->ops->read(b, z, dz, (size_t)n_outs[0] * n_cols);
                 double e = matmul_error(type, w[0], n_outs[0], n_in, y[3], n_cols, NULL, z);
                 err = e > err || e != e ? e : err;
+        }
+        /* three launches: the first three joined, the fourth, the fifth; x quantized once for the
+         * four, once for the fifth */
+        if (n_ops != 3 || n_quantizing != (is_quantized ? 2u : 0u)) {
+                printf("     %zu launches (want 3), %zu quantizing (want %u)\n", n_ops, n_quantizing, is_quantized ? 2 : 0);
+                err = NAN;
         }
         char shape[64];
         snprintf(shape, sizeof(shape), "%s 4 on one x, 1 on the 4th's y, x%u", rig_type_get(type)->name, n_cols);
@@ -365,6 +377,7 @@ static void test_quantization_joined(struct rig_backend *b, enum rig_type type, 
                 const struct rig_batch *batch = NULL;
                 for (uint32_t j = 0; j < n_cols; j++)
                         batch = test_batch_add(&tb, 1, j, 0);
+                b->ops->matmul(b, &dw[2], dgate, n_cols, NULL, dy[3]);  /* sizes the activations (above) */
                 b->ops->begin_batch(b, batch);
                 b->ops->rmsnorm(b, dxn1, dx, dnorm_w, n_in, n_cols);
                 b->ops->matmul(b, &dw[0], dxn1, n_cols, NULL, dy[0]);
@@ -374,6 +387,8 @@ static void test_quantization_joined(struct rig_backend *b, enum rig_type type, 
                 b->ops->swiglu(b, dh, dgate, dup, n_ff * n_cols);
                 b->ops->matmul(b, &dw[2], dh, n_cols, NULL, dy[3]);
                 b->ops->end_batch(b);
+                size_t n_ops, n_quantizing;
+                gpu_backend_last_step(b, &n_ops, &n_quantizing);
                 b->ops->read(b, xn1, dxn1, nx);
                 b->ops->read(b, xn2, dxn2, nx);
                 b->ops->read(b, h, dh, nf);
@@ -384,6 +399,11 @@ static void test_quantization_joined(struct rig_backend *b, enum rig_type type, 
                         b->ops->read(b, y[k], dy[k], (size_t)y_rows[k] * n_cols);
                         double e = matmul_error(types[wk[k]], w[wk[k]], y_rows[k], n_ins[wk[k]], xs[k], n_cols, NULL, y[k]);
                         err = e > err || e != e ? e : err;
+                }
+                /* seven ops; only the product of the other order quantizes its x itself */
+                if (n_ops != 7 || n_quantizing != 1) {
+                        printf("     %zu ops (want 7), %zu quantizing (want 1)\n", n_ops, n_quantizing);
+                        err = NAN;
                 }
         }
         char shape[80];
@@ -658,6 +678,8 @@ static void test_rope(enum rig_rope_type type, bool has_rope_freqs, uint32_t hea
                         b->ops->rope(b, dx, n_heads);
                         b->ops->rope(b, dx2, n_heads2);
                         b->ops->end_batch(b);
+                        size_t n_ops, n_quantizing;
+                        gpu_backend_last_step(b, &n_ops, &n_quantizing);
                         b->ops->read(b, got, dx, n * rows);
                         b->ops->read(b, got2, dx2, n2 * rows);
                         for (uint32_t r = 0; r < rows; r++) {
@@ -667,6 +689,10 @@ static void test_rope(enum rig_rope_type type, bool has_rope_freqs, uint32_t hea
                         err = max_abs_diff(got, x, n * rows);
                         double e2 = max_abs_diff(got2, x2, n2 * rows);
                         err = e2 > err || e2 != e2 ? e2 : err;
+                        if (n_ops != 1) {
+                                printf("     %zu launches for the two vectors (want 1)\n", n_ops);
+                                err = NAN;
+                        }
                 }
                 char shape[80], where[32];
                 if (rows == 1)
