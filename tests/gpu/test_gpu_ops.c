@@ -377,7 +377,8 @@ static void test_quantization_joined(struct rig_backend *b, enum rig_type type, 
                 const struct rig_batch *batch = NULL;
                 for (uint32_t j = 0; j < n_cols; j++)
                         batch = test_batch_add(&tb, 1, j, 0);
-                b->ops->matmul(b, &dw[2], dgate, n_cols, NULL, dy[3]);  /* sizes the activations (above) */
+                b->ops->matmul(b, &dw[1], dx, n_cols, NULL, dy[2]);     /* size the activations (above) */
+                b->ops->matmul(b, &dw[2], dgate, n_cols, NULL, dy[3]);
                 b->ops->begin_batch(b, batch);
                 b->ops->rmsnorm(b, dxn1, dx, dnorm_w, n_in, n_cols);
                 b->ops->matmul(b, &dw[0], dxn1, n_cols, NULL, dy[0]);
