@@ -302,6 +302,6 @@ void gpu_attention(const struct gpu_launch *g, const struct rig_kv *kv, uint32_t
         else
                 launch_attention<GPU_MAX_HEAD_DIM>(g, a, grid, heads);
         if (grid.z > 1)
-                gpu_launch_kernel(g, attention_merge_kernel, dim3(n_head, batch->n), dim3(ATTN_BLOCK_THREADS), g->split_ws,
-                                  n_head, grid.z, head_dim, out);
+                gpu_launch_kernel(g, attention_merge_kernel, dim3(n_head, batch->n), dim3(ATTN_BLOCK_THREADS),
+                                  g->split_ws, n_head, grid.z, head_dim, out);
 }

@@ -423,7 +423,8 @@ static void launch_op(struct gpu_backend *g, const struct gpu_op *op)
                 gpu_swiglu(l, op->out, op->a, op->b, op->n, act_out_of(op, &q));
                 break;
         case OP_ADD_RMSNORM:
-                gpu_add_rmsnorm(l, op->residual, op->a, op->out, op->b, op->n, op->rows, c->rms_eps, act_out_of(op, &q));
+                gpu_add_rmsnorm(l, op->residual, op->a, op->out, op->b, op->n, op->rows, c->rms_eps,
+                                act_out_of(op, &q));
                 break;
         }
 }
@@ -535,7 +536,8 @@ static void write_batch(struct gpu_backend *g, const struct rig_batch *batch)
                 memcpy(c.tokens, batch->tokens + done, c.n * sizeof(int32_t));
                 memcpy(c.pos, batch->pos + done, c.n * sizeof(uint32_t));
                 memcpy(c.seq, batch->seq + done, c.n * sizeof(uint32_t));
-                gpu_launch_kernel(&g->launch, write_batch_kernel, dim3(1), dim3(BATCH_CHUNK), c, tokens + done, pos + done, seq + done);
+                gpu_launch_kernel(&g->launch, write_batch_kernel, dim3(1), dim3(BATCH_CHUNK), c, tokens + done, pos + done,
+                                  seq + done);
                 check_launch(g, "begin_batch");
         }
         g->batch.n = batch->n;
@@ -573,7 +575,8 @@ static bool join_last_matmul(struct gpu_backend *g, const struct rig_weight *w, 
                              const float *bias, float *y)
 {
         struct gpu_op *last = g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
-        if (!last || last->kind != OP_MATMUL || last->a != x || last->n != n || last->n_parts == GPU_MAX_PARTS || y == x)
+        if (!last || last->kind != OP_MATMUL || last->a != x || last->n != n || last->n_parts == GPU_MAX_PARTS ||
+            y == x)
                 return false;
         const struct rig_weight *w0 = &last->parts[0].w;
         if (w0->type != w->type || w0->n_in != w->n_in || w0->row_bytes != w->row_bytes)

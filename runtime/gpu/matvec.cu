@@ -199,6 +199,8 @@ __global__ void matvec_int8_kernel(matvec_args a)
         for (int r = 0; r < ROWS; r++)      /* a row past the end reads the last one again, unused */
                 wr[r] = target_of(a, row0 + r < a.n_rows ? row0 + r : a.n_rows - 1).w;
         float acc[ROWS][NCOLS] = {};
+        /* next: the step ahead (one unused entry without PREFETCH, which the code below must
+         * still compile against: hence the PREFETCH ? UNROLL : 1 in its shape) */
         typename D::W wv[UNROLL][ROWS], next[PREFETCH ? UNROLL : 1][ROWS];
         if (PREFETCH)
                 load_step<D, ROWS, UNROLL, LANES>(wr, a.n_in, n_chunks, lane, end, wv);
@@ -293,30 +295,30 @@ typedef void (*launch_fn)(const struct gpu_launch *, const matvec_args &, uint32
 /* The shapes of the one-column quantized matvec there are kernels for: rows a group of warps,
  * chunks a lane takes a step, warps a group, whether the next step's loads go before this
  * step's products (RIG_GPU_MV=rows,unroll,warps,prefetch picks one). */
-struct gpu_mv_shape {
+struct mv_shape {
         uint32_t rows, unroll, warps, prefetch;
 };
 
-static const gpu_mv_shape gpu_mv_shapes[] = {
+static const mv_shape mv_shapes[] = {
         { 1, 1, 1, 0 }, { 1, 2, 1, 0 }, { 2, 1, 1, 0 }, { 2, 2, 1, 0 }, { 1, 1, 2, 0 }, { 2, 1, 2, 0 },
         { 2, 2, 2, 0 }, { 1, 1, 4, 0 }, { 2, 1, 4, 0 }, { 1, 1, 1, 1 }, { 2, 1, 2, 1 },
 };
-#define N_MV_SHAPES (sizeof(gpu_mv_shapes) / sizeof(gpu_mv_shapes[0]))
+#define N_MV_SHAPES (sizeof(mv_shapes) / sizeof(mv_shapes[0]))
 
 extern "C" bool gpu_matvec_shape(size_t i, uint32_t *rows, uint32_t *unroll, uint32_t *warps, uint32_t *prefetch)
 {
         if (i >= N_MV_SHAPES)
                 return false;
-        *rows = gpu_mv_shapes[i].rows;
-        *unroll = gpu_mv_shapes[i].unroll;
-        *warps = gpu_mv_shapes[i].warps;
-        *prefetch = gpu_mv_shapes[i].prefetch;
+        *rows = mv_shapes[i].rows;
+        *unroll = mv_shapes[i].unroll;
+        *warps = mv_shapes[i].warps;
+        *prefetch = mv_shapes[i].prefetch;
         return true;
 }
 
 typedef void (*int8_kernel_fn)(matvec_args);
 
-/* The kernels of gpu_mv_shapes, in its order, for D. */
+/* The kernels of mv_shapes, in its order, for D. */
 template <typename D>
 static int8_kernel_fn int8_single_kernel(size_t i)
 {
@@ -336,33 +338,33 @@ static int8_kernel_fn int8_single_kernel(size_t i)
  * 4096 product, with few registers (the shapes of 120 and more lost most when other kernels'
  * blocks shared the multiprocessors). */
 template <typename D>
-static gpu_mv_shape mv_default_of(void)
+static mv_shape mv_default_of(void)
 {
-        gpu_mv_shape s = { 2, 1, 2, 0 };        /* Q4_K, Q5_K, Q6_K */
+        mv_shape s = { 2, 1, 2, 0 };        /* Q4_K, Q5_K, Q6_K */
         if (D::CHUNK == 32)
                 s.unroll = 2;                   /* Q8_0, Q4_0: 2, 2, 2 */
         return s;
 }
 
-static size_t mv_find(const gpu_mv_shape &want)
+static size_t mv_find(const mv_shape &want)
 {
         for (size_t i = 0; i < N_MV_SHAPES; i++)
-                if (gpu_mv_shapes[i].rows == want.rows && gpu_mv_shapes[i].unroll == want.unroll &&
-                    gpu_mv_shapes[i].warps == want.warps && gpu_mv_shapes[i].prefetch == want.prefetch)
+                if (mv_shapes[i].rows == want.rows && mv_shapes[i].unroll == want.unroll &&
+                    mv_shapes[i].warps == want.warps && mv_shapes[i].prefetch == want.prefetch)
                         return i;
         return N_MV_SHAPES;
 }
 
 /* One column of a quantized type, in the shape g asks for, or where it names none of
- * gpu_mv_shapes, the type's D::MV_SHAPE. */
+ * mv_shapes, the type's own (mv_default_of). */
 template <typename D>
 static void launch_int8_single(const struct gpu_launch *g, const matvec_args &a, dim3 block)
 {
-        gpu_mv_shape want = { g->mv_rows, g->mv_unroll, g->mv_warps ? g->mv_warps : 1, g->mv_prefetch };
+        mv_shape want = { g->mv_rows, g->mv_unroll, g->mv_warps ? g->mv_warps : 1, g->mv_prefetch };
         size_t pick = mv_find(want);
         if (pick == N_MV_SHAPES)
                 pick = mv_find(mv_default_of<D>());
-        uint32_t rows_per_block = MATVEC_BLOCK_WARPS / gpu_mv_shapes[pick].warps * gpu_mv_shapes[pick].rows;
+        uint32_t rows_per_block = MATVEC_BLOCK_WARPS / mv_shapes[pick].warps * mv_shapes[pick].rows;
         dim3 grid((a.n_rows + rows_per_block - 1) / rows_per_block);
         gpu_launch_kernel(g, int8_single_kernel<D>(pick), grid, block, a);
 }
