@@ -186,9 +186,8 @@ static __device__ __forceinline__ void load_step(const uint8_t *const *wr, uint3
  * UNROLL, WARPS and PREFETCH are chosen by measurement (gpu_launch.mv_*; bench_gpu_matvec sweeps
  * them). */
 template <typename D, int NCOLS, int ROWS, int UNROLL, int WARPS, bool PREFETCH>
-__global__ void matvec_int8_kernel(matvec_args a)
+static __device__ __forceinline__ void matvec_int8(const matvec_args &a)
 {
-        gpu_grid_begin();
         constexpr uint32_t GROUPS = MATVEC_BLOCK_WARPS / WARPS, LANES = WARPS * WARP_SIZE, STEP = UNROLL * LANES;
         uint32_t lane = threadIdx.y % WARPS * WARP_SIZE + threadIdx.x;
         uint32_t row0 = (blockIdx.x * GROUPS + threadIdx.y / WARPS) * ROWS;
@@ -254,6 +253,41 @@ __global__ void matvec_int8_kernel(matvec_args a)
         store_target(target_of(a, row0 + r), k % NCOLS, sum);
 }
 
+template <typename D, int NCOLS, int ROWS, int UNROLL, int WARPS, bool PREFETCH>
+__global__ void matvec_int8_kernel(matvec_args a)
+{
+        gpu_grid_begin();
+        matvec_int8<D, NCOLS, ROWS, UNROLL, WARPS, PREFETCH>(a);
+}
+
+/* Q8_0 and Q4_0 at 2 to 8 columns, held to 64 registers a thread so that a multiprocessor takes
+ * 8 blocks: 4096 rows are then one wave. Left to itself the compiler gave them 72 and 76 (7
+ * blocks, 1.1 waves: Q8_0 at 8 columns went from 51 to 67-73 us, docs/perf.md). The K types
+ * spill at 64 and keep their own count (the same bounds with 1 block let it grow). */
+template <typename D, int NCOLS>
+__global__ void GPU_LAUNCH_BOUNDS(MATVEC_BLOCK_WARPS * WARP_SIZE, 8) matvec_int8_cols_kernel(matvec_args a)
+{
+        gpu_grid_begin();
+        matvec_int8<D, NCOLS, 1, 2, 1, false>(a);
+}
+
+/* Several columns of D: held to 64 registers (HELD) or not. */
+template <typename D, int NCOLS, bool HELD>
+struct int8_cols {
+        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
+        {
+                gpu_launch_kernel(g, matvec_int8_kernel<D, NCOLS, 1, 2, 1, false>, grid, block, a);
+        }
+};
+
+template <typename D, int NCOLS>
+struct int8_cols<D, NCOLS, true> {
+        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
+        {
+                gpu_launch_kernel(g, matvec_int8_cols_kernel<D, NCOLS>, grid, block, a);
+        }
+};
+
 /* The two kernel families, as types whose launch<NCOLS> starts the instance for D. */
 template <typename D>
 struct float_kernels {
@@ -270,7 +304,7 @@ struct int8_kernels {
         template <int NCOLS>
         static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
         {
-                gpu_launch_kernel(g, matvec_int8_kernel<D, NCOLS, 1, 2, 1, false>, grid, block, a);
+                int8_cols<D, NCOLS, D::CHUNK == 32>::launch(g, a, grid, block);
         }
 };
 

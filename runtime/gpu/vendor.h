@@ -65,6 +65,10 @@
 /* No warp-level mma.sync: the matrix-matrix kernels take their dp4a path (matmul_tiles.cu). */
 #define GPU_HAS_MMA_SYNC 0
 
+/* hipcc reads __launch_bounds__'s second number as waves per execution unit, another budget
+ * than CUDA's blocks per multiprocessor: the kernels ask AMD for none. */
+#define GPU_LAUNCH_BOUNDS(threads, min_blocks)
+
 /* No programmatic dependent launch: kernels of a graph start when the one before has ended. */
 #define GPU_HAS_PDL 0
 
@@ -84,6 +88,10 @@ static __device__ __forceinline__ int gpu_dp4a(int a, int b, int c)
 
 /* Warp-level mma.sync on 8-bit integers (PTX, sm_80 and later: the device's cc_major says). */
 #define GPU_HAS_MMA_SYNC 1
+
+/* A kernel of at most `threads` a block, of which a multiprocessor must hold `min_blocks` at once
+ * (the compiler keeps its registers under what that leaves). */
+#define GPU_LAUNCH_BOUNDS(threads, min_blocks) __launch_bounds__(threads, min_blocks)
 
 /* Programmatic dependent launch (sm_90 and later): gpu_launch_kernel lets a kernel be launched
  * while the one before it still ends, and gpu_grid_begin makes it wait there. */
