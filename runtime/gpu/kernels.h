@@ -16,7 +16,7 @@ struct gpu_launch {
                                          * ahead (matvec.cu; 0: its default) */
         uint32_t tiles_min_cols;        /* quantized products of this many columns or more take the
                                          * tile kernel (0: GPU_TILES_MIN_COLS) */
-        bool launches_early;            /* gpu_launch_kernel launches each kernel while the one before runs */
+        bool launches_early;            /* gpu_launch_kernel launches each kernel while the one before ends */
         float *split_ws;                /* device scratch of split_ws_floats for the tile kernel's K slices */
         size_t split_ws_floats;         /* 0: no scratch, the tile kernel does not split K */
 };
