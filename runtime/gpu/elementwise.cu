@@ -5,8 +5,6 @@
 #include "kernels.h"
 #include "rig_assert.h"
 
-#include <string.h>
-
 #define ELEMENTWISE_BLOCK_THREADS 256
 
 /* out[i][n] = row batch.tokens[i] of the embedding decoded, i = blockIdx.y; one thread per
@@ -67,7 +65,8 @@ void gpu_embed(const struct gpu_launch *g, const struct rig_weight *w, const str
         if (n_chunks == 0 || batch->n == 0)
                 return;
         dim3 grid((n_chunks + ELEMENTWISE_BLOCK_THREADS - 1) / ELEMENTWISE_BLOCK_THREADS, batch->n);
-        gpu_launch_kernel(g, fn, grid, dim3(ELEMENTWISE_BLOCK_THREADS), (const uint8_t *)w->data, w->row_bytes, *batch, n, out);
+        gpu_launch_kernel(g, fn, grid, dim3(ELEMENTWISE_BLOCK_THREADS), (const uint8_t *)w->data, w->row_bytes, *batch,
+                          n, out);
 }
 
 /* out, gate, up: [n]; silu(v) = v / (1 + e^-v). With q.order not GPU_ACT_NONE, out also to 8
@@ -96,8 +95,7 @@ void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const
 {
         RIG_ASSERT(!q || (q->n_in % 32 == 0 && n % q->n_in == 0), "swiglu of %u quantized in columns of %u", n,
                    q ? q->n_in : 0);
-        struct gpu_act_out none;
-        memset(&none, 0, sizeof(none));
+        struct gpu_act_out none = {};
         none.order = GPU_ACT_NONE;
         if (n)
                 gpu_launch_kernel(g, swiglu_kernel, dim3(elementwise_blocks(n)), dim3(ELEMENTWISE_BLOCK_THREADS), out, gate,

@@ -481,7 +481,8 @@ static void tile_sum_launch(const struct gpu_launch *g, uint32_t n_slices, size_
                             const float *bias, float *y)
 {
         unsigned blocks = (unsigned)((n_outputs + TILE_SUM_THREADS - 1) / TILE_SUM_THREADS);
-        gpu_launch_kernel(g, tile_sum_slices, dim3(blocks), dim3(TILE_SUM_THREADS), g->split_ws, n_slices, n_outputs, n_out, bias, y);
+        gpu_launch_kernel(g, tile_sum_slices, dim3(blocks), dim3(TILE_SUM_THREADS), g->split_ws, n_slices, n_outputs,
+                          n_out, bias, y);
 }
 
 typedef void (*tile_launch_fn)(const struct gpu_launch *, const tile_args &, dim3);

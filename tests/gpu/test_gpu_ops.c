@@ -949,14 +949,15 @@ static void test_elementwise_all(void)
 
 /* ---- backend errors ---- */
 
-static void test_rejects_unknown_kv_type(void)
+/* A model or KV type the GPU does not take is refused with -EINVAL and a sentence. */
+static void test_refused(const struct spec *s, enum rig_type kv_type, const char *what)
 {
-        struct rig_model *m = model_from_spec(&default_spec);
+        struct rig_model *m = model_from_spec(s);
         struct rig_backend *b = NULL;
         char err[256] = "";
-        int r = gpu_backend_new(m, 16, 1, RIG_TYPE_Q4_K, 0, &b, err, sizeof(err));
+        int r = gpu_backend_new(m, 16, 1, kv_type, 0, &b, err, sizeof(err));
         bool ok = r == -EINVAL && err[0];
-        printf("%-4s %-12s %-36s %s\n", ok ? "ok" : "FAIL", "new", "kv q4_K refused", err);
+        printf("%-4s %-12s %-36s %s\n", ok ? "ok" : "FAIL", "new", what, err);
         if (ok)
                 n_passed++;
         else
@@ -980,7 +981,10 @@ int main(void)
         test_rope(RIG_ROPE_NORMAL, true, 64, 1);
         test_rope(RIG_ROPE_NEOX, true, 128, 8);
         test_attention_all();
-        test_rejects_unknown_kv_type();
+        test_refused(&default_spec, RIG_TYPE_Q4_K, "kv q4_K refused");
+        struct spec wide = default_spec;
+        wide.n_embd = 16384 + 32;       /* past GPU_MAX_NORM */
+        test_refused(&wide, RIG_TYPE_F32, "embedding of 16416 refused");
         printf("%d passed, %d failed\n", n_passed, n_failed);
         return n_failed ? 1 : 0;
 }
