@@ -806,8 +806,9 @@ extern "C" int gpu_device_count(void)
 
 /* For whoever tunes a card (as people edit launch parameters of other runtimes' kernels by
  * hand): RIG_GPU_MV=ROWS,UNROLL[,WARPS[,PREFETCH]], the quantized matvec's rows per group of
- * warps, chunks per step, warps per group and loads a step ahead (0 or 1) (matvec.cu), and RIG_GPU_TILES_MIN_COLS=N, the columns from which products take the tile
- * kernel. Unset or unparsable, the kernels' defaults. */
+ * warps, chunks per step, warps per group and loads a step ahead (0 or 1) (matvec.cu), and
+ * RIG_GPU_TILES_MIN_COLS=N, the columns from which products take the tile kernel. Unset or
+ * unparsable, the kernels' defaults. */
 static void kernel_shapes_from_env(struct gpu_launch *launch)
 {
         const char *env = getenv("RIG_GPU_MV");
