@@ -14,6 +14,8 @@ struct gpu_launch {
         uint32_t mv_rows, mv_unroll, mv_warps, mv_prefetch;     /* quantized matvec of one column: rows
                                          * a group of warps, chunks a step, warps a group, loads a step
                                          * ahead (matvec.cu; 0: its default) */
+        uint32_t mmv_warps, mmv_prefetch;       /* the tensor-core matvec (matvec_mma.cu): warps a block
+                                         * (0: its choice), next step's loads before this one's products */
         uint32_t tiles_min_cols;        /* quantized products of this many columns or more take the
                                          * tile kernel (0: GPU_TILES_MIN_COLS) */
         bool launches_early;            /* gpu_launch_kernel launches each kernel while the one before ends */
@@ -25,15 +27,16 @@ struct gpu_launch {
  * where the vendor has it, from 9.0 on, unless the environment has RIG_GPU_PDL=0. */
 bool gpu_can_launch_early(int cc_major);
 
-/* Every kernel is launched through this, on g->stream. Where g->launches_early (programmatic
- * dependent launch: NVIDIA compute capability 9.0 and later; RIG_GPU_PDL=0 turns it off) the
+/* Every kernel is launched through this (with shared_bytes of dynamic shared memory), on
+ * g->stream. Where g->launches_early (programmatic dependent launch: NVIDIA compute capability
+ * 9.0 and later; RIG_GPU_PDL=0 turns it off) the
  * kernel is launched once every block of the one before it has exited, before that one's end
  * has been signalled and its writes flushed; its blocks wait in gpu_grid_begin until they are.
  * So the launch of each kernel overlaps the end of the one before. Captured into a step's graph,
  * the same holds there (step_graph.h). */
 template <typename... Params, typename... Args>
-static inline void gpu_launch_kernel(const struct gpu_launch *g, void (*kernel)(Params...), dim3 grid, dim3 block,
-                                     Args... args)
+static inline void gpu_launch_kernel_shared(const struct gpu_launch *g, void (*kernel)(Params...), dim3 grid, dim3 block,
+                                            size_t shared_bytes, Args... args)
 {
 #if GPU_HAS_PDL
         if (g->launches_early) {
@@ -43,6 +46,7 @@ static inline void gpu_launch_kernel(const struct gpu_launch *g, void (*kernel)(
                 cudaLaunchConfig_t config = {};
                 config.gridDim = grid;
                 config.blockDim = block;
+                config.dynamicSmemBytes = shared_bytes;
                 config.stream = g->stream;
                 config.attrs = early;
                 config.numAttrs = 1;
@@ -50,7 +54,15 @@ static inline void gpu_launch_kernel(const struct gpu_launch *g, void (*kernel)(
                 return;
         }
 #endif
-        kernel<<<grid, block, 0, g->stream>>>(args...);
+        kernel<<<grid, block, shared_bytes, g->stream>>>(args...);
+}
+
+/* gpu_launch_kernel_shared for a kernel of static shared memory only. */
+template <typename... Params, typename... Args>
+static inline void gpu_launch_kernel(const struct gpu_launch *g, void (*kernel)(Params...), dim3 grid, dim3 block,
+                                     Args... args)
+{
+        gpu_launch_kernel_shared(g, kernel, grid, block, 0, args...);
 }
 
 /* The tokens of the step being computed (struct rig_batch), their arrays in device memory: the
@@ -126,6 +138,11 @@ struct gpu_matmul_part {
  * multiprocessors idle, and each launch costs its ramp-up and tail. */
 void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *parts, uint32_t n_parts, const float *x,
                       const struct gpu_act *act, uint32_t n_cols);
+
+/* Whether the quantized products take tensor cores (mma.sync): on NVIDIA devices of compute
+ * capability 8.0 and later, unless the environment has RIG_GPU_MMA=0 (read at each call, so a
+ * test or a benchmark takes both paths on one device). */
+bool gpu_takes_mma(const struct gpu_launch *g);
 
 /* gpu_matmul for a quantized type (act holds x quantized) by tiles of rows x columns: each
  * weight byte is read once per 64 columns. Tensor cores (mma.sync) on NVIDIA devices of compute

@@ -21,6 +21,7 @@
 #include "dot_int8.cuh"
 #include "kernels.h"
 #include "layout.h"
+#include "mma.cuh"
 #include "rig_assert.h"
 
 /* Tile sizes (to be tuned by measurement). TILE_K: elements per step, a multiple of every chunk
@@ -216,43 +217,6 @@ static __device__ __forceinline__ void tile_store(const tile_args &a, uint32_t r
                 s.ds[at.col][at.unit] = l.ds[i];
         }
 }
-
-/* acc + a * dx * sum(level * xq) - m * (dx * sum(xq)) for one output and unit. */
-static __device__ __forceinline__ float unit_dot(float acc, float2 am, float2 ds, int sum)
-{
-        return acc + am.x * ds.x * (float)sum - am.y * ds.y;
-}
-
-/* ---- tensor cores: mma.sync on 8-bit integers (PTX ISA, "Matrix Fragments for mma.m16n8k32"
- * and "... mma.m16n8k16 with integer type"). With g = lane / 4, t = lane % 4 and the tiles as
- * 32-bit words of 4 levels (A: rows x k, B: columns x k):
- *   k32: A {a0, a1, a2, a3} = A[g][t], A[g + 8][t], A[g][4 + t], A[g + 8][4 + t]
- *        B {b0, b1}         = B[g][t], B[g][4 + t]
- *   k16: A {a0, a1} = A[g][t], A[g + 8][t];  B {b0} = B[g][t]
- *   C, D {c0, c1, c2, c3} = (row g, column 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1) ---- */
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-/* c = A B for one unit of 32 (k32) or 16 (k16) elements. */
-template <uint32_t UNIT>
-static __device__ __forceinline__ void mma_unit(const int *a, const int *b, int *c);
-
-template <>
-__device__ __forceinline__ void mma_unit<32>(const int *a, const int *b, int *c)
-{
-        asm("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-            "{%10, %10, %10, %10};"
-            : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(0));
-}
-
-template <>
-__device__ __forceinline__ void mma_unit<16>(const int *a, const int *b, int *c)
-{
-        asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, {%7, %7, %7, %7};"
-            : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
-            : "r"(a[0]), "r"(a[1]), "r"(b[0]), "r"(0));
-}
-#endif
 
 /* Where output k (0..TILE_ACC-1) of this lane lies in the mma path: k = 4 (4 mi + ni) + e for
  * mma tile (mi, ni) of its warp and element e of the accumulator fragment. */
@@ -513,9 +477,7 @@ static const struct tile_entry tile_table[] = {
         { RIG_TYPE_Q6_K, TILE_MMA(dot_q6_k), tile_launch<dot_q6_k, false> },
 };
 
-/* Tensor cores unless the device has none or RIG_GPU_MMA=0 asks for the dp4a path (read at
- * each call, so a test can take both on one device). */
-static bool tiles_take_mma(const struct gpu_launch *g)
+bool gpu_takes_mma(const struct gpu_launch *g)
 {
         const char *env = getenv("RIG_GPU_MMA");
         return GPU_HAS_MMA_SYNC && g->cc_major >= 8 && !(env && strcmp(env, "0") == 0);
@@ -555,7 +517,7 @@ void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, co
                 a.bias = NULL;          /* added once, by the sum */
                 a.y = g->split_ws;
         }
-        tile_launch_fn fn = e->mma && tiles_take_mma(g) ? e->mma : e->dp4a;
+        tile_launch_fn fn = e->mma && gpu_takes_mma(g) ? e->mma : e->dp4a;
         fn(g, a, grid);
         if (grid.z > 1)
                 tile_sum_launch(g, grid.z, n_outputs, w->n_out, bias, y);

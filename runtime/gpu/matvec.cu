@@ -10,6 +10,7 @@
 #include "dot_int8.cuh"
 #include "kernels.h"
 #include "layout.h"
+#include "matvec.cuh"
 #include "reduce.cuh"
 #include "rig_assert.h"
 
@@ -19,60 +20,6 @@
  * warp per row leaves a multiprocessor ~30 warps (4096 rows) each waiting on its loads, and a
  * float row split over 4 warps keeps 4 times the loads in flight. */
 #define MATVEC_BLOCK_WARPS 4
-
-/* One weight of the launch (a launch takes the products of up to GPU_MAX_PARTS weights on the
- * same x: its rows are theirs one after another). */
-struct matvec_part {
-        const uint8_t *w;
-        const float *bias;              /* [n_out] or NULL */
-        float *y;                       /* [n_cols][n_out] */
-        uint32_t n_out;
-};
-
-struct matvec_args {
-        matvec_part part[GPU_MAX_PARTS];
-        uint32_t n_parts;
-        uint32_t n_rows;                /* of all parts */
-        size_t stride;                  /* bytes from one row to the next, in every part */
-        uint32_t n_in;
-        const float *x;                 /* [n_cols][n_in], float types */
-        const int8_t *xq;               /* [n_cols][n_in], quantized types */
-        const float2 *xds;              /* [n_cols][n_in / 32] */
-        uint32_t warps_per_row;         /* 1, 2 or 4 */
-};
-
-/* Row `row` of the launch (< n_rows) as row `row` of its part. Unrolled over the parts, so the
- * arguments are read by constant index (a run-time index would copy them to local memory). */
-struct row_target {
-        const uint8_t *w;               /* the row's weights */
-        const float *bias;
-        float *y;
-        uint32_t row, n_out;
-};
-
-static __device__ __forceinline__ row_target target_of(const matvec_args &a, uint32_t row)
-{
-        row_target t;
-        uint32_t first = 0;
-#pragma unroll
-        for (int p = 0; p < GPU_MAX_PARTS; p++) {
-                if (p == 0 || (p < (int)a.n_parts && row >= first)) {
-                        t.row = row - first;
-                        t.w = a.part[p].w + (size_t)t.row * a.stride;
-                        t.bias = a.part[p].bias;
-                        t.y = a.part[p].y;
-                        t.n_out = a.part[p].n_out;
-                }
-                first += a.part[p].n_out;
-        }
-        return t;
-}
-
-/* Writes column j of the row's result. */
-static __device__ __forceinline__ void store_target(const row_target &t, uint32_t j, float sum)
-{
-        t.y[(size_t)j * t.n_out + t.row] = t.bias ? sum + t.bias[t.row] : sum;
-}
 
 /* Which row this thread works on, and its place among the row's threads. */
 struct row_share {
@@ -529,7 +476,7 @@ void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *
                 a.warps_per_row = warps_per_row;
                 if (cols == 1 && e->single)
                         e->single(g, a, block);
-                else
+                else if (!takes_act || !matvec_mma_launch(g, w->type, a, cols))
                         fn(g, a, cols, grid, block);
         }
 }

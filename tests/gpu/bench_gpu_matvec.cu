@@ -10,7 +10,8 @@
  * matmul_tiles.cu, K split into slices where its tiles are too few for the device), on tensor
  * cores and on the dp4a path (RIG_GPU_MMA=0), rotating, in µs and effective TOPS
  * (2 x 4096 x 14336 x n / time); and n=1, queued, for each shape of the quantized matvec
- * (RIG_GPU_MV) on two shapes. Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
+ * (RIG_GPU_MV) on two shapes, and n=8 on tensor cores for each block size and prefetch (RIG_GPU_MMV) and by
+ * dp4a (RIG_GPU_MMA=0). Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
  * runs one type. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -198,6 +199,17 @@ static int sweep_matvec_shapes(const struct gpu_launch *g, enum rig_type type, c
                                bytes / (us * 1e3));
                 }
                 printf("\n");
+                if (GPU_HAS_MMA_SYNC && g->cc_major >= 8) {
+                        printf("     n=8 tensor cores, queued rotating %ux%u by RIG_GPU_MMV warps,prefetch:", dims[d][0],
+                               dims[d][1]);
+                        for (v.mmv_prefetch = 0; v.mmv_prefetch < 2; v.mmv_prefetch++)
+                                for (v.mmv_warps = 2; v.mmv_warps <= 16; v.mmv_warps *= 2) {
+                                        float us = time_queued(&v, weights, n_copies, io, N_COLS_MATVEC, false);
+                                        printf("  %u,%u %5.1f us %4.0f GB/s", v.mmv_warps, v.mmv_prefetch, us,
+                                               bytes / (us * 1e3));
+                                }
+                        printf("\n");
+                }
                 free_weights(weights, n_copies);
         }
         return check(cudaGetLastError(), "matvec sweep");
@@ -224,15 +236,19 @@ static int bench_type(const struct gpu_launch *g, enum rig_type type, const stru
                 float q_same1 = time_queued(g, weights, 1, io, 1, false), q_rot1 = time_queued(g, weights, n_copies, io, 1, false);
                 float q_prod1 = time_queued(g, weights, n_copies, io, 1, true);
                 float q_rot8 = time_queued(g, weights, n_copies, io, N_COLS_MATVEC, false);
+                setenv("RIG_GPU_MMA", "0", 1);  /* n=8 by dp4a (read at each call) */
+                float q_rot8_dp4a = time_queued(g, weights, n_copies, io, N_COLS_MATVEC, false);
+                unsetenv("RIG_GPU_MMA");
                 struct gpu_launch plain = *g;   /* each kernel launched after the one before has ended */
                 plain.launches_early = false;
                 float q_plain1 = time_queued(&plain, weights, 1, io, 1, false);
                 r = check(cudaGetLastError(), "matmul");
                 if (r == 0)
                         printf("      queued: n=1 same %7.1f us %6.0f GB/s (launched plainly %7.1f us)  rotating %7.1f us %6.0f "
-                               "GB/s  product alone %7.1f us %6.0f GB/s  n=%d rotating %7.1f us  n=%d/n=1 %.2f\n",
+                               "GB/s  product alone %7.1f us %6.0f GB/s  n=%d rotating %7.1f us (dp4a %7.1f us)  n=%d/n=1 %.2f\n",
                                q_same1, bytes / (q_same1 * 1e3), q_plain1, q_rot1, bytes / (q_rot1 * 1e3), q_prod1,
-                               bytes / (q_prod1 * 1e3), N_COLS_MATVEC, q_rot8, N_COLS_MATVEC, q_rot8 / q_rot1);
+                               bytes / (q_prod1 * 1e3), N_COLS_MATVEC, q_rot8, q_rot8_dp4a, N_COLS_MATVEC,
+                               q_rot8 / q_rot1);
         }
         if (r == 0 && gpu_act_order_of(type) != GPU_ACT_NONE)
                 r = bench_tiles(g, weights, n_copies, io);

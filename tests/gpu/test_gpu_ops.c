@@ -444,6 +444,27 @@ static void test_matmul_tiles(struct rig_backend *b, enum rig_type type, const u
         unsetenv("RIG_GPU_MMA");
 }
 
+/* Products of a few columns: for the quantized types on tensor cores (where the device has them;
+ * tiles of 16 rows, steps of 4 chunks: rows and chunks past the end of the last) and then on the
+ * dp4a path (RIG_GPU_MMA=0, read at each call); once a Llama 8B FFN down projection of 8
+ * sequences. */
+static void test_matmul_cols(struct rig_backend *b, enum rig_type type, const uint32_t *col_counts, size_t n_counts,
+                             double tol)
+{
+        bool is_quantized = rig_type_get(type)->block_elems > 1;
+        for (int path = 0; path < (is_quantized ? 2 : 1); path++) {
+                if (is_quantized)
+                        setenv("RIG_GPU_MMA", path == 0 ? "1" : "0", 1);
+                for (size_t i = 0; i < n_counts; i++)
+                        test_matmul(b, type, 37, 512, col_counts[i], i % 2 == 0, tol);
+                if (is_quantized)       /* 3 chunks of 32, 5 steps of 64 */
+                        test_matmul(b, type, 21, rig_type_get(type)->block_elems == 32 ? 96 : 1280, 5, true, tol);
+                if (type == RIG_TYPE_Q4_K && path == 0)
+                        test_matmul(b, type, 4096, 14336, 8, false, tol);
+        }
+        unsetenv("RIG_GPU_MMA");
+}
+
 /* Every shape of the quantized matvec (rows a group, chunks a step, warps a group: RIG_GPU_MV,
  * read when a backend opens): rows past the end of the last group, rows with fewer chunks than
  * a step takes. */
@@ -489,8 +510,7 @@ static void test_matmul_all(void)
                 for (size_t i = 0; i < sizeof(k_shapes) / sizeof(k_shapes[0]); i++)
                         test_matmul(b, type, k_shapes[i][0], k_shapes[i][1], 1, false, tol);
                 test_matmul(b, type, 5, 256, 1, true, tol);
-                for (size_t i = 0; i < sizeof(col_counts) / sizeof(col_counts[0]); i++)
-                        test_matmul(b, type, 37, 512, col_counts[i], i % 2 == 0, tol);
+                test_matmul_cols(b, type, col_counts, sizeof(col_counts) / sizeof(col_counts[0]), tol);
                 if (rig_type_get(type)->block_elems <= 32)
                         for (size_t i = 0; i < sizeof(q32_shapes) / sizeof(q32_shapes[0]); i++)
                                 test_matmul(b, type, q32_shapes[i][0], q32_shapes[i][1], 1, false, tol);

@@ -1,0 +1,311 @@
+/* matvec_mma.cu — y[j] = W x[j] of a quantized type for 2 to 8 columns (a few sequences decoding
+ * together) on tensor cores, so that 8 columns cost about what one does: the weights are read
+ * once either way, and the products of 8 columns by dp4a (matvec.cu) take each weight word 8
+ * times through the integer units and each activation word once per row.
+ *
+ * A warp takes 16 rows: an mma.sync tile of 16 rows x 8 columns (mma.cuh). The warps of a block
+ * share those rows and split the chunks of K between them (a warp per 16 rows alone would leave
+ * 4096 rows 256 warps, two a multiprocessor: too few loads in flight), and add their sums at the
+ * end. Per step a warp takes 4 consecutive chunks of its rows: lane t of each quad (lanes 4g ..
+ * 4g + 3) loads chunk c0 + t of rows g and g + 8 with the decoders of dot_int8.cuh (load(), then
+ * levels(): the chunk's levels as words in the order of its activations and each unit's scales),
+ * so every load is a whole 16-byte piece and the warp's loads are as contiguous as matvec.cu's.
+ * An mma fragment wants the opposite: for each chunk, lane t holds words t, t + 4, ... of the
+ * rows' levels. A 4 x 4 transpose in the quad (quad_transpose: two exchanges by shuffles) turns
+ * one into the other, and each unit's scales come from the lane that decoded the chunk. The
+ * activations' words come from global memory directly (they are in L1: every warp reads them).
+ *
+ * NVIDIA sm_80 and later only; elsewhere matvec.cu takes these products. */
+#include "dot_int8.cuh"
+#include "kernels.h"
+#include "layout.h"
+#include "matvec.cuh"
+#include "mma.cuh"
+
+#if GPU_HAS_MMA_SYNC
+
+/* Rows of a warp (an mma tile), and chunks of a step (a quad's lanes). */
+#define MMV_ROWS 16
+#define MMV_STEP_CHUNKS 4
+/* Most warps a block of one tile that mma_warps chooses (16, RIG_GPU_MMV=16, is for measuring: at
+ * 72-96 registers a thread a multiprocessor holds one such block, so 256 tiles take two waves). */
+#define MMV_MAX_WARPS 8
+
+/* What a warp stages of a step in shared memory, and where: the levels of its 16 rows (4 chunks
+ * each, in activation order), those of its 8 columns, and the units' scales of both. A row of
+ * levels is padded by 16 bytes so that ldmatrix's 8 rows of 16 bytes fall in distinct banks. */
+template <typename D>
+struct mmv_stage {
+        static constexpr uint32_t QUADS = D::CHUNK / 16, UNITS = D::CHUNK / D::UNIT;
+        static constexpr uint32_t ROW_BYTES = MMV_STEP_CHUNKS * D::CHUNK + 16;
+        static constexpr uint32_t W_BYTES = MMV_ROWS * ROW_BYTES, X_BYTES = 8 * ROW_BYTES;
+        static constexpr uint32_t AM_BYTES = MMV_ROWS * MMV_STEP_CHUNKS * UNITS * sizeof(float2);
+        static constexpr uint32_t DS_BYTES = 8 * MMV_STEP_CHUNKS * UNITS * sizeof(float2);
+        static constexpr uint32_t BYTES = W_BYTES + X_BYTES + AM_BYTES + DS_BYTES;
+        uint8_t *w, *x;                 /* [row][chunk][CHUNK levels], [column][chunk][CHUNK levels] */
+        float2 *am, *ds;                /* [row][chunk][unit], [column][chunk][unit] */
+
+        __device__ __forceinline__ mmv_stage(uint8_t *base)
+        {
+                w = base;
+                x = base + W_BYTES;
+                am = (float2 *)(x + X_BYTES);
+                ds = (float2 *)((uint8_t *)am + AM_BYTES);
+        }
+};
+
+static __device__ __forceinline__ uint32_t shared_address(const void *p)
+{
+        return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* Four 8 x 16-byte matrices from shared memory (lanes 8i .. 8i + 7 name the rows of matrix i):
+ * r[i] is word t of row g of matrix i — an mma fragment's layout. */
+static __device__ __forceinline__ void ldmatrix_x4(uint32_t address, int *r)
+{
+        asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                     : "r"(address));
+}
+
+static __device__ __forceinline__ void ldmatrix_x2(uint32_t address, int *r)
+{
+        asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(address));
+}
+
+/* What one lane loads for a step, in registers: chunk c0 + t (or the last chunk where that is
+ * past the end: loaded, not used) of rows g and g + 8, and of column g its activations' pieces
+ * and of its units' scales. A column past n_cols reads the last one instead: its outputs are not
+ * stored. */
+template <typename D>
+struct mmv_loads {
+        static constexpr uint32_t QUADS = D::CHUNK / 16, UNITS = D::CHUNK / D::UNIT;
+        typename D::W w[2];
+        int4 x[QUADS];
+        float2 ds[UNITS];
+
+        __device__ __forceinline__ void load(const uint8_t *const *wr, const int8_t *xq, const float2 *xds, uint32_t n_in,
+                                             uint32_t c0)
+        {
+                uint32_t n_chunks = n_in / D::CHUNK, t = threadIdx.x % 4;
+                uint32_t c = c0 + t < n_chunks ? c0 + t : n_chunks - 1;
+                chunk_place at = place_of(c, n_chunks);
+#pragma unroll
+                for (int h = 0; h < 2; h++)
+                        D::load(wr[h], n_in, c, at, w[h]);
+#pragma unroll
+                for (uint32_t j = 0; j < QUADS; j++)
+                        x[j] = *(const int4 *)(xq + piece_offset(at, j, QUADS));
+                uint32_t b = D::unit_block(c, 0);      /* the units are consecutive blocks */
+#pragma unroll
+                for (uint32_t u = 0; u < UNITS; u++)
+                        ds[u] = xds[b + u];
+        }
+
+        /* Into the warp's stage: decoded to levels and scales. */
+        __device__ __forceinline__ void stage(const mmv_stage<D> &s) const
+        {
+                uint32_t g = threadIdx.x / 4, t = threadIdx.x % 4;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                        int q[D::CHUNK / 4];
+                        float2 am[UNITS];
+                        D::levels(w[h], q, am);
+                        uint32_t row = g + 8 * h;
+#pragma unroll
+                        for (uint32_t j = 0; j < QUADS; j++)
+                                *(int4 *)(s.w + row * s.ROW_BYTES + t * D::CHUNK + 16 * j) =
+                                        make_int4(q[4 * j], q[4 * j + 1], q[4 * j + 2], q[4 * j + 3]);
+#pragma unroll
+                        for (uint32_t u = 0; u < UNITS; u++)
+                                s.am[(row * MMV_STEP_CHUNKS + t) * UNITS + u] = am[u];
+                }
+#pragma unroll
+                for (uint32_t j = 0; j < QUADS; j++)
+                        *(int4 *)(s.x + g * s.ROW_BYTES + t * D::CHUNK + 16 * j) = x[j];
+#pragma unroll
+                for (uint32_t u = 0; u < UNITS; u++)
+                        s.ds[(g * MMV_STEP_CHUNKS + t) * UNITS + u] = ds[u];
+        }
+};
+
+/* Adds to acc (outputs (row g, column 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1)) the products
+ * of chunk e of the staged step. */
+template <typename D>
+static __device__ __forceinline__ void mma_chunk(const mmv_stage<D> &s, uint32_t e, float *acc)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        constexpr uint32_t QUADS = D::CHUNK / 16, UNITS = D::CHUNK / D::UNIT, QPU = D::UNIT / 16;
+        uint32_t lane = threadIdx.x, g = lane / 4, t = lane % 4;
+        /* B: lane i names row i % 8 (column) of matrix i / 8 (quad) */
+        int b[QUADS];
+        uint32_t xa = shared_address(s.x + (lane % 8) * s.ROW_BYTES + e * D::CHUNK + 16 * (lane / 8 % QUADS));
+        if (QUADS == 4)
+                ldmatrix_x4(xa, b);
+        else
+                ldmatrix_x2(xa, b);
+        /* A, two quads at a time: matrices (rows 0-7, quad 2p), (rows 8-15, 2p), (0-7, 2p + 1),
+         * (8-15, 2p + 1): one k32 unit (A[g][t], A[g + 8][t], A[g][4 + t], A[g + 8][4 + t]), or
+         * two k16 units */
+        uint32_t wa = shared_address(s.w + (lane % 16) * s.ROW_BYTES + e * D::CHUNK + 16 * (lane / 16));
+#pragma unroll
+        for (uint32_t p = 0; p < QUADS / 2; p++) {
+                int a[4];
+                ldmatrix_x4(wa + 32 * p, a);
+#pragma unroll
+                for (uint32_t k = 0; k < 2 / QPU; k++) {
+                        uint32_t u = 2 * p / QPU + k;
+                        int fb[2] = { b[QPU * u], b[QPU * u + QPU - 1] };
+                        int sum[4];
+                        mma_unit<D::UNIT>(a + 2 * k, fb, sum);
+                        float2 r0 = s.am[(g * MMV_STEP_CHUNKS + e) * UNITS + u];
+                        float2 r1 = s.am[((g + 8) * MMV_STEP_CHUNKS + e) * UNITS + u];
+                        float2 d0 = s.ds[(2 * t * MMV_STEP_CHUNKS + e) * UNITS + u];
+                        float2 d1 = s.ds[((2 * t + 1) * MMV_STEP_CHUNKS + e) * UNITS + u];
+                        acc[0] = unit_dot(acc[0], r0, d0, sum[0]);
+                        acc[1] = unit_dot(acc[1], r0, d1, sum[1]);
+                        acc[2] = unit_dot(acc[2], r1, d0, sum[2]);
+                        acc[3] = unit_dot(acc[3], r1, d1, sum[3]);
+                }
+        }
+#endif
+}
+
+/* With PREFETCH the next step's loads are issued before this step's products, so that they are
+ * in flight meanwhile (more registers). */
+template <typename D, int WARPS, bool PREFETCH>
+__global__ void __launch_bounds__(WARPS * 32) matvec_mma_kernel(matvec_args a, uint32_t n_cols)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+        gpu_grid_begin();
+        extern __shared__ __align__(16) uint8_t mmv_shared[];
+        constexpr uint32_t STRIDE = MMV_STEP_CHUNKS * WARPS;
+        uint32_t lane = threadIdx.x, g = lane / 4, t = lane % 4, row0 = blockIdx.x * MMV_ROWS;
+        uint32_t n_chunks = a.n_in / D::CHUNK, last = n_cols - 1;
+        const uint8_t *wr[2];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {   /* a row past the end reads the last one again, unused */
+                uint32_t row = row0 + g + 8 * h;
+                wr[h] = target_of(a, row < a.n_rows ? row : a.n_rows - 1).w;
+        }
+        const int8_t *xq = a.xq + (size_t)(g < last ? g : last) * a.n_in;
+        const float2 *xds = a.xds + (size_t)(g < last ? g : last) * (a.n_in / 32);
+        mmv_stage<D> s(mmv_shared + threadIdx.y * mmv_stage<D>::BYTES);
+        float acc[4] = {};
+        uint32_t c0 = MMV_STEP_CHUNKS * threadIdx.y;
+        mmv_loads<D> now, next;
+        if (PREFETCH && c0 < n_chunks)
+                now.load(wr, xq, xds, a.n_in, c0);
+        for (; c0 < n_chunks; c0 += STRIDE) {
+                if (!PREFETCH)
+                        now.load(wr, xq, xds, a.n_in, c0);
+                else if (c0 + STRIDE < n_chunks)
+                        next.load(wr, xq, xds, a.n_in, c0 + STRIDE);
+                __syncwarp();           /* the step before has read the stage */
+                now.stage(s);
+                __syncwarp();
+#pragma unroll
+                for (uint32_t e = 0; e < MMV_STEP_CHUNKS; e++) {
+                        if (c0 + e >= n_chunks)         /* the same for the whole warp */
+                                break;
+                        mma_chunk<D>(s, e, acc);
+                }
+                if (PREFETCH)
+                        now = next;
+        }
+        if (WARPS > 1) {
+                __syncthreads();        /* every warp done with its stage: the sums go there */
+                float4 *part = (float4 *)mmv_shared;
+                part[threadIdx.y * 32 + lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+                __syncthreads();
+                if (threadIdx.y != 0)
+                        return;
+                for (int w = 1; w < WARPS; w++) {
+                        float4 p = part[w * 32 + lane];
+                        acc[0] += p.x;
+                        acc[1] += p.y;
+                        acc[2] += p.z;
+                        acc[3] += p.w;
+                }
+        }
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+                uint32_t row = row0 + g + 8 * (k / 2), col = 2 * t + k % 2;
+                if (row < a.n_rows && col < n_cols)
+                        store_target(target_of(a, row), col, acc[k]);
+        }
+#endif
+}
+
+typedef void (*mma_kernel_fn)(matvec_args, uint32_t);
+
+/* An instance of the kernel, allowed the shared memory its warps stage in (over the 48 KB a
+ * kernel gets unasked from 6 warps on), once. */
+template <typename D, int WARPS, bool PREFETCH>
+static mma_kernel_fn mma_instance(void)
+{
+        static bool is_ready;           /* a race sets the same attribute twice: harmless */
+        mma_kernel_fn fn = matvec_mma_kernel<D, WARPS, PREFETCH>;
+        if (!is_ready)
+                cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, WARPS * mmv_stage<D>::BYTES);
+        is_ready = true;
+        return fn;
+}
+
+/* The instances of D for 1, 2, 4, 8, 16 warps a block. */
+template <typename D, bool PREFETCH>
+static mma_kernel_fn mma_kernel_of(uint32_t warps)
+{
+        switch (warps) {
+        case 1: return mma_instance<D, 1, PREFETCH>();
+        case 2: return mma_instance<D, 2, PREFETCH>();
+        case 4: return mma_instance<D, 4, PREFETCH>();
+        case 8: return mma_instance<D, 8, PREFETCH>();
+        default: return mma_instance<D, 16, PREFETCH>();
+        }
+}
+
+template <typename D>
+static void mma_launch(const struct gpu_launch *g, const matvec_args &a, uint32_t n_cols, uint32_t n_tiles, uint32_t warps)
+{
+        mma_kernel_fn fn = g->mmv_prefetch ? mma_kernel_of<D, true>(warps) : mma_kernel_of<D, false>(warps);
+        gpu_launch_kernel_shared(g, fn, dim3(n_tiles), dim3(32, warps), warps * mmv_stage<D>::BYTES, a, n_cols);
+}
+
+/* Warps a block: the fewest that give the device about 16 warps a multiprocessor (so that enough
+ * loads are in flight), each warp 2 steps or more; g->mmv_warps when set (RIG_GPU_MMV). */
+static uint32_t mma_warps(const struct gpu_launch *g, uint32_t n_tiles, uint32_t n_chunks)
+{
+        if (g->mmv_warps)
+                return g->mmv_warps;
+        uint32_t n_steps = (n_chunks + MMV_STEP_CHUNKS - 1) / MMV_STEP_CHUNKS, warps = 1;
+        while (warps < MMV_MAX_WARPS && (size_t)n_tiles * warps < (size_t)g->n_sm * 16 && 2 * warps * 2 <= n_steps)
+                warps *= 2;
+        return warps;
+}
+
+bool matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
+{
+        if (!gpu_takes_mma(g) || n_cols < 2 || n_cols > GPU_MAX_COLS)
+                return false;
+        uint32_t n_tiles = (a.n_rows + MMV_ROWS - 1) / MMV_ROWS;
+        uint32_t chunk = type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 ? 32 : 64;
+        uint32_t warps = mma_warps(g, n_tiles, a.n_in / chunk);
+        switch (type) {
+        case RIG_TYPE_Q8_0: mma_launch<dot_q8_0>(g, a, n_cols, n_tiles, warps); return true;
+        case RIG_TYPE_Q4_0: mma_launch<dot_q4_0>(g, a, n_cols, n_tiles, warps); return true;
+        case RIG_TYPE_Q4_K: mma_launch<dot_q4_k>(g, a, n_cols, n_tiles, warps); return true;
+        case RIG_TYPE_Q5_K: mma_launch<dot_q5_k>(g, a, n_cols, n_tiles, warps); return true;
+        case RIG_TYPE_Q6_K: mma_launch<dot_q6_k>(g, a, n_cols, n_tiles, warps); return true;
+        default: return false;
+        }
+}
+
+#else /* no mma.sync */
+
+bool matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
+{
+        return false;
+}
+
+#endif
