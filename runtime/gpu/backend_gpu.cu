@@ -812,7 +812,7 @@ extern "C" int gpu_device_count(void)
 static void kernel_shapes_from_env(struct gpu_launch *launch)
 {
         const char *env = getenv("RIG_GPU_MV");
-        unsigned rows = 0, unroll = 0, warps = 1, prefetch = 0, cols = 0, mmv = 0, mmv_prefetch = 0;
+        unsigned rows = 0, unroll = 0, warps = 1, prefetch = 0, cols = 0, mmv = 0;
         if (env && sscanf(env, "%u,%u,%u,%u", &rows, &unroll, &warps, &prefetch) >= 2) {
                 launch->mv_rows = rows;
                 launch->mv_unroll = unroll;
@@ -820,10 +820,8 @@ static void kernel_shapes_from_env(struct gpu_launch *launch)
                 launch->mv_prefetch = prefetch;
         }
         env = getenv("RIG_GPU_MMV");
-        if (env && sscanf(env, "%u,%u", &mmv, &mmv_prefetch) >= 1 && (mmv & (mmv - 1)) == 0 && mmv <= 16) {
+        if (env && sscanf(env, "%u", &mmv) == 1 && (mmv & (mmv - 1)) == 0 && mmv <= 16)
                 launch->mmv_warps = mmv;
-                launch->mmv_prefetch = mmv_prefetch != 0;
-        }
         env = getenv("RIG_GPU_TILES_MIN_COLS");
         if (env && sscanf(env, "%u", &cols) == 1)
                 launch->tiles_min_cols = cols;

@@ -17,6 +17,7 @@
  *                     (word i against bytes 4i .. 4i+3 of the chunk's activation pieces), and
  *                     per unit u a pair am[u] = (a, m): the unit's dot with activations of
  *                     scale dx is a * dx * sum(level * xq) - m * (dx * sum(xq))
+ *   HAS_MIN           whether m can be other than 0
  *   unit_block(c, u)  the 32-element block (element order: the index into ds) of unit u of
  *                     chunk c */
 #pragma once
@@ -132,6 +133,7 @@ static __device__ __forceinline__ void load_piece(const void *base, const chunk_
 
 struct dot_q8_0 {
         static constexpr uint32_t CHUNK = 32, UNIT = 32;
+        static constexpr bool HAS_MIN = false;
         struct W {
                 int q[8];
                 float d;
@@ -164,6 +166,7 @@ struct dot_q8_0 {
 
 struct dot_q4_0 {
         static constexpr uint32_t CHUNK = 32, UNIT = 32;
+        static constexpr bool HAS_MIN = true;
         struct W {
                 int lo[4], hi[4];
                 float d;
@@ -263,6 +266,7 @@ static __device__ __forceinline__ void k45_levels(const k45_chunk &w, int *q, fl
 
 struct dot_q4_k {
         static constexpr uint32_t CHUNK = 64, UNIT = 32;
+        static constexpr bool HAS_MIN = true;
         typedef k45_chunk W;
         static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
@@ -281,6 +285,7 @@ struct dot_q4_k {
  * 24 + i of a plane. */
 struct dot_q5_k {
         static constexpr uint32_t CHUNK = 64, UNIT = 32;
+        static constexpr bool HAS_MIN = true;
         typedef k45_chunk W;
         static __device__ void load(const uint8_t *row, uint32_t n, uint32_t c, const chunk_place &at, W &w)
         {
@@ -308,6 +313,7 @@ struct dot_q5_k {
 
 struct dot_q6_k {
         static constexpr uint32_t CHUNK = 64, UNIT = 16;
+        static constexpr bool HAS_MIN = false;
         struct W {
                 int v[4][4];            /* [run][word], level - 32 as signed bytes */
                 float s[4];             /* d * scale of each run */

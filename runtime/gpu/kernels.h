@@ -14,8 +14,7 @@ struct gpu_launch {
         uint32_t mv_rows, mv_unroll, mv_warps, mv_prefetch;     /* quantized matvec of one column: rows
                                          * a group of warps, chunks a step, warps a group, loads a step
                                          * ahead (matvec.cu; 0: its default) */
-        uint32_t mmv_warps, mmv_prefetch;       /* the tensor-core matvec (matvec_mma.cu): warps a block
-                                         * (0: its choice), next step's loads before this one's products */
+        uint32_t mmv_warps;             /* warps a block of the tensor-core matvec (matvec_mma.cu; 0: its choice) */
         uint32_t tiles_min_cols;        /* quantized products of this many columns or more take the
                                          * tile kernel (0: GPU_TILES_MIN_COLS) */
         bool launches_early;            /* gpu_launch_kernel launches each kernel while the one before ends */

@@ -270,7 +270,7 @@ static __device__ __forceinline__ void tile_products_mma(const tile_smem &s, flo
                                 float *o = acc + 4 * (4 * mi + ni);
 #pragma unroll
                                 for (uint32_t e = 0; e < 4; e++)
-                                        o[e] = unit_dot(o[e], am[mi][e / 2], ds[ni][e % 2], sum[e]);
+                                        o[e] = unit_dot<D::HAS_MIN>(o[e], am[mi][e / 2], ds[ni][e % 2], sum[e]);
                         }
                 }
         }
@@ -314,7 +314,7 @@ static __device__ __forceinline__ void tile_products_dp4a(const tile_smem &s, fl
                         float2 am = s.am[tr + DP4A_ROW_THREADS * i][u];
 #pragma unroll
                         for (uint32_t j = 0; j < DP4A_COLS; j++)
-                                acc[DP4A_COLS * i + j] = unit_dot(acc[DP4A_COLS * i + j], am,
+                                acc[DP4A_COLS * i + j] = unit_dot<D::HAS_MIN>(acc[DP4A_COLS * i + j], am,
                                                                   s.ds[tc + DP4A_COL_THREADS * j][u], sum[i][j]);
                 }
         }

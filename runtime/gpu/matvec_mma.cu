@@ -1,7 +1,7 @@
 /* matvec_mma.cu — y[j] = W x[j] of a quantized type for 2 to 8 columns (a few sequences decoding
- * together) on tensor cores, so that 8 columns cost about what one does: the weights are read
- * once either way, and the products of 8 columns by dp4a (matvec.cu) take each weight word 8
- * times through the integer units and each activation word once per row.
+ * together) on tensor cores, so that 8 columns cost less than twice what one does: the weights
+ * are read once either way, and the products of 8 columns by dp4a (matvec.cu) take each weight
+ * word 8 times through the integer units and each activation word once per row.
  *
  * A warp takes 16 rows: an mma.sync tile of 16 rows x 8 columns (mma.cuh). The warps of a block
  * share those rows and split the chunks of K between them (a warp per 16 rows alone would leave
@@ -9,11 +9,16 @@
  * end. Per step a warp takes 4 consecutive chunks of its rows: lane t of each quad (lanes 4g ..
  * 4g + 3) loads chunk c0 + t of rows g and g + 8 with the decoders of dot_int8.cuh (load(), then
  * levels(): the chunk's levels as words in the order of its activations and each unit's scales),
- * so every load is a whole 16-byte piece and the warp's loads are as contiguous as matvec.cu's.
- * An mma fragment wants the opposite: for each chunk, lane t holds words t, t + 4, ... of the
- * rows' levels. A 4 x 4 transpose in the quad (quad_transpose: two exchanges by shuffles) turns
- * one into the other, and each unit's scales come from the lane that decoded the chunk. The
- * activations' words come from global memory directly (they are in L1: every warp reads them).
+ * and of column g that chunk's activations and scales, so every load is a whole 16-byte piece
+ * and the warp's loads are as contiguous as matvec.cu's. An mma fragment wants the opposite: for
+ * each chunk, lane t holds words t, t + 4, ... of rows g and g + 8. So the warp stages the
+ * decoded step in shared memory (struct mmv_stage) and takes the fragments from there with
+ * ldmatrix, the scales with plain loads.
+ *
+ * Measured on an H200 (docs/perf.md): first with the fragments exchanged by shuffles in each
+ * quad (880 instructions a step, 40 us for 8 columns of 4096 x 14336), then staged (450, 27 us).
+ * What bounds it now is how many steps are in flight: one a warp, 15 warps a multiprocessor
+ * (the registers and the 256 tiles of 4096 rows allow no more).
  *
  * NVIDIA sm_80 and later only; elsewhere matvec.cu takes these products. */
 #include "dot_int8.cuh"
@@ -28,22 +33,32 @@
 #define MMV_ROWS 16
 #define MMV_STEP_CHUNKS 4
 /* Most warps a block of one tile that mma_warps chooses (16, RIG_GPU_MMV=16, is for measuring: at
- * 72-96 registers a thread a multiprocessor holds one such block, so 256 tiles take two waves). */
+ * 60-130 registers a thread and 4-9 KB of stage a warp a multiprocessor holds one such block of
+ * the K types, so 256 tiles take two waves). */
 #define MMV_MAX_WARPS 8
 
 /* What a warp stages of a step in shared memory, and where: the levels of its 16 rows (4 chunks
- * each, in activation order), those of its 8 columns, and the units' scales of both. A row of
- * levels is padded by 16 bytes so that ldmatrix's 8 rows of 16 bytes fall in distinct banks. */
+ * each, in activation order), those of its 8 columns, and the units' scales of both. Laid out
+ * so that no access has two lanes on one bank (they would wait for each other):
+ *  - a row of levels is padded by 16 bytes, so that ldmatrix's 8 rows of 16 bytes fall in
+ *    distinct banks;
+ *  - with 4 pieces a chunk (64 elements), chunk e's piece j lies in place j ^ (e & 2), so that the
+ *    8 lanes of a 16-byte store (chunks 0..3 of two rows) do too (chunks 0 and 2 of a row are
+ *    128 bytes apart);
+ *  - the scales of a row (column) are padded by one pair, so that the 8 rows (4 columns) a
+ *    warp reads at once fall in distinct banks. */
 template <typename D>
 struct mmv_stage {
         static constexpr uint32_t QUADS = D::CHUNK / 16, UNITS = D::CHUNK / D::UNIT;
         static constexpr uint32_t ROW_BYTES = MMV_STEP_CHUNKS * D::CHUNK + 16;
+        static constexpr uint32_t SCALES = MMV_STEP_CHUNKS * UNITS + 1;         /* pairs a row (column) */
         static constexpr uint32_t W_BYTES = MMV_ROWS * ROW_BYTES, X_BYTES = 8 * ROW_BYTES;
-        static constexpr uint32_t AM_BYTES = MMV_ROWS * MMV_STEP_CHUNKS * UNITS * sizeof(float2);
-        static constexpr uint32_t DS_BYTES = 8 * MMV_STEP_CHUNKS * UNITS * sizeof(float2);
+        static constexpr uint32_t AM_BYTES = MMV_ROWS * SCALES * sizeof(float2);
+        static constexpr uint32_t DS_BYTES = (8 * SCALES * sizeof(float2) + 15) / 16 * 16;
         static constexpr uint32_t BYTES = W_BYTES + X_BYTES + AM_BYTES + DS_BYTES;
+        static_assert(BYTES % 16 == 0 && (W_BYTES + X_BYTES + AM_BYTES) % 16 == 0, "16-byte aligned parts");
         uint8_t *w, *x;                 /* [row][chunk][CHUNK levels], [column][chunk][CHUNK levels] */
-        float2 *am, *ds;                /* [row][chunk][unit], [column][chunk][unit] */
+        float2 *am, *ds;                /* [row][SCALES], [column][SCALES]: chunk e's unit u at UNITS e + u */
 
         __device__ __forceinline__ mmv_stage(uint8_t *base)
         {
@@ -51,6 +66,12 @@ struct mmv_stage {
                 x = base + W_BYTES;
                 am = (float2 *)(x + X_BYTES);
                 ds = (float2 *)((uint8_t *)am + AM_BYTES);
+        }
+
+        /* Byte offset of piece j of chunk e in a row (column) of levels. */
+        static __device__ __forceinline__ uint32_t piece_at(uint32_t e, uint32_t j)
+        {
+                return e * D::CHUNK + 16 * (QUADS == 4 ? j ^ (e & 2) : j);
         }
 };
 
@@ -114,18 +135,18 @@ struct mmv_loads {
                         uint32_t row = g + 8 * h;
 #pragma unroll
                         for (uint32_t j = 0; j < QUADS; j++)
-                                *(int4 *)(s.w + row * s.ROW_BYTES + t * D::CHUNK + 16 * j) =
+                                *(int4 *)(s.w + row * s.ROW_BYTES + s.piece_at(t, j)) =
                                         make_int4(q[4 * j], q[4 * j + 1], q[4 * j + 2], q[4 * j + 3]);
 #pragma unroll
                         for (uint32_t u = 0; u < UNITS; u++)
-                                s.am[(row * MMV_STEP_CHUNKS + t) * UNITS + u] = am[u];
+                                s.am[row * s.SCALES + t * UNITS + u] = am[u];
                 }
 #pragma unroll
                 for (uint32_t j = 0; j < QUADS; j++)
-                        *(int4 *)(s.x + g * s.ROW_BYTES + t * D::CHUNK + 16 * j) = x[j];
+                        *(int4 *)(s.x + g * s.ROW_BYTES + s.piece_at(t, j)) = x[j];
 #pragma unroll
                 for (uint32_t u = 0; u < UNITS; u++)
-                        s.ds[(g * MMV_STEP_CHUNKS + t) * UNITS + u] = ds[u];
+                        s.ds[g * s.SCALES + t * UNITS + u] = ds[u];
         }
 };
 
@@ -139,7 +160,7 @@ static __device__ __forceinline__ void mma_chunk(const mmv_stage<D> &s, uint32_t
         uint32_t lane = threadIdx.x, g = lane / 4, t = lane % 4;
         /* B: lane i names row i % 8 (column) of matrix i / 8 (quad) */
         int b[QUADS];
-        uint32_t xa = shared_address(s.x + (lane % 8) * s.ROW_BYTES + e * D::CHUNK + 16 * (lane / 8 % QUADS));
+        uint32_t xa = shared_address(s.x + (lane % 8) * s.ROW_BYTES + s.piece_at(e, lane / 8 % QUADS));
         if (QUADS == 4)
                 ldmatrix_x4(xa, b);
         else
@@ -147,33 +168,33 @@ static __device__ __forceinline__ void mma_chunk(const mmv_stage<D> &s, uint32_t
         /* A, two quads at a time: matrices (rows 0-7, quad 2p), (rows 8-15, 2p), (0-7, 2p + 1),
          * (8-15, 2p + 1): one k32 unit (A[g][t], A[g + 8][t], A[g][4 + t], A[g + 8][4 + t]), or
          * two k16 units */
-        uint32_t wa = shared_address(s.w + (lane % 16) * s.ROW_BYTES + e * D::CHUNK + 16 * (lane / 16));
+        const uint8_t *wa = s.w + (lane % 16) * s.ROW_BYTES;
 #pragma unroll
         for (uint32_t p = 0; p < QUADS / 2; p++) {
                 int a[4];
-                ldmatrix_x4(wa + 32 * p, a);
+                ldmatrix_x4(shared_address(wa + s.piece_at(e, 2 * p + lane / 16)), a);
 #pragma unroll
                 for (uint32_t k = 0; k < 2 / QPU; k++) {
                         uint32_t u = 2 * p / QPU + k;
                         int fb[2] = { b[QPU * u], b[QPU * u + QPU - 1] };
                         int sum[4];
                         mma_unit<D::UNIT>(a + 2 * k, fb, sum);
-                        float2 r0 = s.am[(g * MMV_STEP_CHUNKS + e) * UNITS + u];
-                        float2 r1 = s.am[((g + 8) * MMV_STEP_CHUNKS + e) * UNITS + u];
-                        float2 d0 = s.ds[(2 * t * MMV_STEP_CHUNKS + e) * UNITS + u];
-                        float2 d1 = s.ds[((2 * t + 1) * MMV_STEP_CHUNKS + e) * UNITS + u];
-                        acc[0] = unit_dot(acc[0], r0, d0, sum[0]);
-                        acc[1] = unit_dot(acc[1], r0, d1, sum[1]);
-                        acc[2] = unit_dot(acc[2], r1, d0, sum[2]);
-                        acc[3] = unit_dot(acc[3], r1, d1, sum[3]);
+                        float2 r0 = s.am[g * s.SCALES + e * UNITS + u], r1 = s.am[(g + 8) * s.SCALES + e * UNITS + u];
+                        float2 d0 = s.ds[2 * t * s.SCALES + e * UNITS + u];
+                        float2 d1 = s.ds[(2 * t + 1) * s.SCALES + e * UNITS + u];
+                        acc[0] = unit_dot<D::HAS_MIN>(acc[0], r0, d0, sum[0]);
+                        acc[1] = unit_dot<D::HAS_MIN>(acc[1], r0, d1, sum[1]);
+                        acc[2] = unit_dot<D::HAS_MIN>(acc[2], r1, d0, sum[2]);
+                        acc[3] = unit_dot<D::HAS_MIN>(acc[3], r1, d1, sum[3]);
                 }
         }
 #endif
 }
 
-/* With PREFETCH the next step's loads are issued before this step's products, so that they are
- * in flight meanwhile (more registers). */
-template <typename D, int WARPS, bool PREFETCH>
+/* Each step's loads are issued once the step before is staged, before its products: in flight
+ * meanwhile, in the registers the staged step has left (measured on an H200: 1-3 us faster than
+ * loading each step after the one before, docs/perf.md). */
+template <typename D, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32) matvec_mma_kernel(matvec_args a, uint32_t n_cols)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -192,17 +213,15 @@ __global__ void __launch_bounds__(WARPS * 32) matvec_mma_kernel(matvec_args a, u
         const float2 *xds = a.xds + (size_t)(g < last ? g : last) * (a.n_in / 32);
         mmv_stage<D> s(mmv_shared + threadIdx.y * mmv_stage<D>::BYTES);
         float acc[4] = {};
+        mmv_loads<D> step;
         uint32_t c0 = MMV_STEP_CHUNKS * threadIdx.y;
-        mmv_loads<D> now, next;
-        if (PREFETCH && c0 < n_chunks)
-                now.load(wr, xq, xds, a.n_in, c0);
+        if (c0 < n_chunks)
+                step.load(wr, xq, xds, a.n_in, c0);
         for (; c0 < n_chunks; c0 += STRIDE) {
-                if (!PREFETCH)
-                        now.load(wr, xq, xds, a.n_in, c0);
-                else if (c0 + STRIDE < n_chunks)
-                        next.load(wr, xq, xds, a.n_in, c0 + STRIDE);
-                __syncwarp();           /* the step before has read the stage */
-                now.stage(s);
+        __syncwarp();           /* the step before has read the stage */
+                step.stage(s);
+                if (c0 + STRIDE < n_chunks)
+                        step.load(wr, xq, xds, a.n_in, c0 + STRIDE);
                 __syncwarp();
 #pragma unroll
                 for (uint32_t e = 0; e < MMV_STEP_CHUNKS; e++) {
@@ -210,8 +229,6 @@ __global__ void __launch_bounds__(WARPS * 32) matvec_mma_kernel(matvec_args a, u
                                 break;
                         mma_chunk<D>(s, e, acc);
                 }
-                if (PREFETCH)
-                        now = next;
         }
         if (WARPS > 1) {
                 __syncthreads();        /* every warp done with its stage: the sums go there */
@@ -241,34 +258,29 @@ typedef void (*mma_kernel_fn)(matvec_args, uint32_t);
 
 /* An instance of the kernel, allowed the shared memory its warps stage in (over the 48 KB a
  * kernel gets unasked from 6 warps on), once. */
-template <typename D, int WARPS, bool PREFETCH>
+template <typename D, int WARPS>
 static mma_kernel_fn mma_instance(void)
 {
         static bool is_ready;           /* a race sets the same attribute twice: harmless */
-        mma_kernel_fn fn = matvec_mma_kernel<D, WARPS, PREFETCH>;
+        mma_kernel_fn fn = matvec_mma_kernel<D, WARPS>;
         if (!is_ready)
                 cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, WARPS * mmv_stage<D>::BYTES);
         is_ready = true;
         return fn;
 }
 
-/* The instances of D for 1, 2, 4, 8, 16 warps a block. */
-template <typename D, bool PREFETCH>
-static mma_kernel_fn mma_kernel_of(uint32_t warps)
-{
-        switch (warps) {
-        case 1: return mma_instance<D, 1, PREFETCH>();
-        case 2: return mma_instance<D, 2, PREFETCH>();
-        case 4: return mma_instance<D, 4, PREFETCH>();
-        case 8: return mma_instance<D, 8, PREFETCH>();
-        default: return mma_instance<D, 16, PREFETCH>();
-        }
-}
-
+/* Launches D's instance for 1, 2, 4, 8 or 16 warps a block. */
 template <typename D>
 static void mma_launch(const struct gpu_launch *g, const matvec_args &a, uint32_t n_cols, uint32_t n_tiles, uint32_t warps)
 {
-        mma_kernel_fn fn = g->mmv_prefetch ? mma_kernel_of<D, true>(warps) : mma_kernel_of<D, false>(warps);
+        mma_kernel_fn fn;
+        switch (warps) {
+        case 1: fn = mma_instance<D, 1>(); break;
+        case 2: fn = mma_instance<D, 2>(); break;
+        case 4: fn = mma_instance<D, 4>(); break;
+        case 8: fn = mma_instance<D, 8>(); break;
+        default: fn = mma_instance<D, 16>(); break;
+        }
         gpu_launch_kernel_shared(g, fn, dim3(n_tiles), dim3(32, warps), warps * mmv_stage<D>::BYTES, a, n_cols);
 }
 

@@ -5,10 +5,13 @@
 
 #include "vendor.h"
 
-/* acc + a * dx * sum(level * xq) - m * (dx * sum(xq)) for one output and unit. */
+/* acc + a * dx * sum(level * xq) - m * (dx * sum(xq)) for one output and unit; for a type whose
+ * m is always 0 (HAS_MIN false: Q8_0, Q6_K) without the second term, which is then exactly 0. */
+template <bool HAS_MIN>
 static __device__ __forceinline__ float unit_dot(float acc, float2 am, float2 ds, int sum)
 {
-        return acc + am.x * ds.x * (float)sum - am.y * ds.y;
+        float v = acc + am.x * ds.x * (float)sum;
+        return HAS_MIN ? v - am.y * ds.y : v;
 }
 
 /* ---- tensor cores: mma.sync on 8-bit integers (PTX ISA, "Matrix Fragments for mma.m16n8k32"
