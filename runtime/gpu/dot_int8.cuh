@@ -64,17 +64,16 @@ static __device__ __forceinline__ int dot_words(const int *a, const int *b)
 
 /* The (scale, min) pair of sub-block j (0..7) of Q4_K / Q5_K from the packed scale bytes as
  * words s0 (bytes 0..3), s1 (4..7), s2 (8..11): k4_scale_min of dequant.cuh without indexing a
- * byte array by a lane-dependent j (which would go through local memory). */
+ * byte array by a lane-dependent j (which would go through local memory), and without a branch
+ * on it: a branch between a kernel's loads holds back the loads after it until the data before
+ * it has come (the tensor-core matvec's next step, matvec_mma.cu). */
 static __device__ __forceinline__ void k4_scale_min_words(int j, uint32_t s0, uint32_t s1, uint32_t s2, int *scale,
                                                           int *min)
 {
-        if (j < 4) {
-                *scale = byte_of(s0, j) & 63;
-                *min = byte_of(s1, j) & 63;
-        } else {
-                *scale = (byte_of(s2, j - 4) & 0xf) | ((byte_of(s0, j - 4) >> 6) << 4);
-                *min = (byte_of(s2, j - 4) >> 4) | ((byte_of(s1, j - 4) >> 6) << 4);
-        }
+        int i = j & 3, b0 = byte_of(s0, i), b1 = byte_of(s1, i), b2 = byte_of(s2, i);
+        bool is_low = j < 4;
+        *scale = is_low ? b0 & 63 : (b2 & 0xf) | ((b0 >> 6) << 4);
+        *min = is_low ? b1 & 63 : (b2 >> 4) | ((b1 >> 6) << 4);
 }
 
 /* Where element e of a vector of n elements goes in the chunk order of layout.h. */

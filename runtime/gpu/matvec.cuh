@@ -60,7 +60,7 @@ static __device__ __forceinline__ void store_target(const row_target &t, uint32_
         t.y[(size_t)j * t.n_out + t.row] = t.bias ? sum + t.bias[t.row] : sum;
 }
 
-/* The launch of a quantized product of 2..GPU_MAX_COLS columns on tensor cores, where the device
- * has them and the environment does not ask otherwise (gpu_takes_mma); false, and nothing
- * launched, elsewhere. */
+/* The launch of a quantized product of a few columns (3 or 5 to GPU_MAX_COLS, by type) on tensor
+ * cores, where the device has them and the environment does not ask otherwise (gpu_takes_mma);
+ * false, and nothing launched, elsewhere. */
 bool matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols);

@@ -296,12 +296,21 @@ static uint32_t mma_warps(const struct gpu_launch *g, uint32_t n_tiles, uint32_t
         return warps;
 }
 
+/* Fewest columns taken here: this kernel's time hardly depends on the columns (all 8 of an mma
+ * tile are computed), matvec.cu's grows with each. Measured on an H200 (docs/perf.md, 4096 x
+ * 14336 and 14336 x 4096): the K types (chunks of 64) are faster here from 3 columns, Q8_0 and
+ * Q4_0 from 5. */
+static uint32_t mma_min_cols(uint32_t chunk)
+{
+        return chunk == 64 ? 3 : 5;
+}
+
 bool matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
 {
-        if (!gpu_takes_mma(g) || n_cols < 2 || n_cols > GPU_MAX_COLS)
+        uint32_t chunk = type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 ? 32 : 64;
+        if (!gpu_takes_mma(g) || n_cols < mma_min_cols(chunk) || n_cols > GPU_MAX_COLS)
                 return false;
         uint32_t n_tiles = (a.n_rows + MMV_ROWS - 1) / MMV_ROWS;
-        uint32_t chunk = type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 ? 32 : 64;
         uint32_t warps = mma_warps(g, n_tiles, a.n_in / chunk);
         switch (type) {
         case RIG_TYPE_Q8_0: mma_launch<dot_q8_0>(g, a, n_cols, n_tiles, warps); return true;

@@ -10,7 +10,7 @@
  * matmul_tiles.cu, K split into slices where its tiles are too few for the device), on tensor
  * cores and on the dp4a path (RIG_GPU_MMA=0), rotating, in µs and effective TOPS
  * (2 x 4096 x 14336 x n / time); and n=1, queued, for each shape of the quantized matvec
- * (RIG_GPU_MV) on two shapes, and n=8 on tensor cores for each block size (RIG_GPU_MMV) and by
+ * (RIG_GPU_MV) on two shapes, and 2..8 columns on tensor cores and by dp4a, n=8 on tensor cores for each block size (RIG_GPU_MMV) and by
  * dp4a (RIG_GPU_MMA=0). Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
  * runs one type. */
 #include <stdio.h>
@@ -200,6 +200,15 @@ static int sweep_matvec_shapes(const struct gpu_launch *g, enum rig_type type, c
                 }
                 printf("\n");
                 if (GPU_HAS_MMA_SYNC && g->cc_major >= 8) {
+                        printf("     2-8 columns, queued rotating %ux%u, tensor cores / dp4a:", dims[d][0], dims[d][1]);
+                        for (uint32_t n = 2; n <= N_COLS_MATVEC; n++) {
+                                float us_mma = time_queued(g, weights, n_copies, io, n, false);
+                                setenv("RIG_GPU_MMA", "0", 1);
+                                float us_dp4a = time_queued(g, weights, n_copies, io, n, false);
+                                unsetenv("RIG_GPU_MMA");
+                                printf("  n=%u %5.1f / %5.1f us", n, us_mma, us_dp4a);
+                        }
+                        printf("\n");
                         printf("     n=8 tensor cores, queued rotating %ux%u by RIG_GPU_MMV warps:", dims[d][0], dims[d][1]);
                         for (v.mmv_warps = 1; v.mmv_warps <= 16; v.mmv_warps *= 2) {
                                 float us = time_queued(&v, weights, n_copies, io, N_COLS_MATVEC, false);
