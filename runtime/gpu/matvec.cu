@@ -456,8 +456,12 @@ void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *
         uint32_t rows_per_block = MATVEC_BLOCK_WARPS / warps_per_row;
         dim3 block(g->warp_size, MATVEC_BLOCK_WARPS);
         dim3 grid((n_rows + rows_per_block - 1) / rows_per_block);
-        for (uint32_t j = 0; j < n_cols; j += GPU_MAX_COLS) {
-                uint32_t cols = n_cols - j < GPU_MAX_COLS ? n_cols - j : GPU_MAX_COLS;
+        /* the tensor-core matvec takes up to 16 columns a launch, the others 8 */
+        uint32_t step = takes_act ? matvec_mma_max_cols(g, w->type) : 0;
+        if (step < GPU_MAX_COLS)
+                step = GPU_MAX_COLS;
+        for (uint32_t j = 0; j < n_cols; j += step) {
+                uint32_t cols = n_cols - j < step ? n_cols - j : step;
                 matvec_args a;
                 memset(&a, 0, sizeof(a));
                 for (uint32_t p = 0; p < n_parts; p++) {
@@ -476,7 +480,9 @@ void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *
                 a.warps_per_row = warps_per_row;
                 if (cols == 1 && e->single)
                         e->single(g, a, block);
-                else if (!takes_act || !matvec_mma_launch(g, w->type, a, cols))
+                else if (takes_act && matvec_mma_takes(g, w->type, cols))
+                        matvec_mma_launch(g, w->type, a, cols);
+                else
                         fn(g, a, cols, grid, block);
         }
 }

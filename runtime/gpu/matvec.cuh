@@ -60,7 +60,17 @@ static __device__ __forceinline__ void store_target(const row_target &t, uint32_
         t.y[(size_t)j * t.n_out + t.row] = t.bias ? sum + t.bias[t.row] : sum;
 }
 
-/* The launch of a quantized product of a few columns (3 or 5 to GPU_MAX_COLS, by type) on tensor
- * cores, where the device has them and the environment does not ask otherwise (gpu_takes_mma);
- * false, and nothing launched, elsewhere. */
-bool matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols);
+/* Most columns one launch of the tensor-core matvec takes (two mma tiles of 8). */
+#define MMV_MAX_COLS 16
+
+/* Most columns one launch of the tensor-core matvec (matvec_mma.cu) takes for products of type
+ * (8 or MMV_MAX_COLS); 0 where it takes none: the device has no tensor cores, the environment
+ * asks otherwise (gpu_takes_mma), or it has no kernel for the type. */
+uint32_t matvec_mma_max_cols(const struct gpu_launch *g, enum rig_type type);
+
+/* Whether it takes a product of n_cols columns of type: from 3 or 5 columns (by type) to its
+ * most. */
+bool matvec_mma_takes(const struct gpu_launch *g, enum rig_type type, uint32_t n_cols);
+
+/* Launches it, for a product it takes. */
+void matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols);

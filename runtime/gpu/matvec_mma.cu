@@ -26,6 +26,7 @@
 #include "layout.h"
 #include "matvec.cuh"
 #include "mma.cuh"
+#include "rig_assert.h"
 
 #if GPU_HAS_MMA_SYNC
 
@@ -37,6 +38,11 @@
  * the K types, so 256 tiles take two waves). */
 #define MMV_MAX_WARPS 8
 
+/* Blocks of WARPS warps a multiprocessor must hold (the compiler keeps the registers under what
+ * that leaves): 2 of 8 warps, so that 256 tiles (4096 rows) are one wave even with 16 columns
+ * (left alone, the compiler took 161-167 registers for them: one block a multiprocessor). */
+#define MMV_MIN_BLOCKS(warps) ((warps) == 8 ? 2 : 1)
+
 /* What a warp stages of a step in shared memory, and where: the levels of its 16 rows (4 chunks
  * each, in activation order), those of its 8 columns, and the units' scales of both. Laid out
  * so that no access has two lanes on one bank (they would wait for each other):
@@ -47,14 +53,14 @@
  *    128 bytes apart);
  *  - the scales of a row (column) are padded by one pair, so that the 8 rows (4 columns) a
  *    warp reads at once fall in distinct banks. */
-template <typename D>
+template <typename D, int NT>
 struct mmv_stage {
         static constexpr uint32_t QUADS = D::CHUNK / 16, UNITS = D::CHUNK / D::UNIT;
         static constexpr uint32_t ROW_BYTES = MMV_STEP_CHUNKS * D::CHUNK + 16;
         static constexpr uint32_t SCALES = MMV_STEP_CHUNKS * UNITS + 1;         /* pairs a row (column) */
-        static constexpr uint32_t W_BYTES = MMV_ROWS * ROW_BYTES, X_BYTES = 8 * ROW_BYTES;
+        static constexpr uint32_t W_BYTES = MMV_ROWS * ROW_BYTES, X_BYTES = 8 * NT * ROW_BYTES;
         static constexpr uint32_t AM_BYTES = MMV_ROWS * SCALES * sizeof(float2);
-        static constexpr uint32_t DS_BYTES = (8 * SCALES * sizeof(float2) + 15) / 16 * 16;
+        static constexpr uint32_t DS_BYTES = (8 * NT * SCALES * sizeof(float2) + 15) / 16 * 16;
         static constexpr uint32_t BYTES = W_BYTES + X_BYTES + AM_BYTES + DS_BYTES;
         static_assert(BYTES % 16 == 0 && (W_BYTES + X_BYTES + AM_BYTES) % 16 == 0, "16-byte aligned parts");
         uint8_t *w, *x;                 /* [row][chunk][CHUNK levels], [column][chunk][CHUNK levels] */
@@ -94,18 +100,37 @@ static __device__ __forceinline__ void ldmatrix_x2(uint32_t address, int *r)
         asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0, %1}, [%2];" : "=r"(r[0]), "=r"(r[1]) : "r"(address));
 }
 
+/* Where column g + 8 nt (nt < NT) of the launch is: a column past n_cols reads the last one
+ * instead (no branch at each load), whose outputs are not stored. */
+template <int NT>
+struct mmv_columns {
+        const int8_t *xq[NT];
+        const float2 *xds[NT];
+
+        __device__ __forceinline__ mmv_columns(const matvec_args &a, uint32_t n_cols)
+        {
+                uint32_t last = n_cols - 1;
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++) {
+                        uint32_t col = threadIdx.x / 4 + 8 * nt;
+                        col = col < last ? col : last;
+                        xq[nt] = a.xq + (size_t)col * a.n_in;
+                        xds[nt] = a.xds + (size_t)col * (a.n_in / 32);
+                }
+        }
+};
+
 /* What one lane loads for a step, in registers: chunk c0 + t (or the last chunk where that is
- * past the end: loaded, not used) of rows g and g + 8, and of column g its activations' pieces
- * and of its units' scales. A column past n_cols reads the last one instead: its outputs are not
- * stored. */
-template <typename D>
+ * past the end: loaded, not used) of rows g and g + 8, and of columns g + 8 nt that chunk's
+ * activations and its units' scales. */
+template <typename D, int NT>
 struct mmv_loads {
         static constexpr uint32_t QUADS = D::CHUNK / 16, UNITS = D::CHUNK / D::UNIT;
         typename D::W w[2];
-        int4 x[QUADS];
-        float2 ds[UNITS];
+        int4 x[NT][QUADS];
+        float2 ds[NT][UNITS];
 
-        __device__ __forceinline__ void load(const uint8_t *const *wr, const int8_t *xq, const float2 *xds, uint32_t n_in,
+        __device__ __forceinline__ void load(const uint8_t *const *wr, const mmv_columns<NT> &cols, uint32_t n_in,
                                              uint32_t c0)
         {
                 uint32_t n_chunks = n_in / D::CHUNK, t = threadIdx.x % 4;
@@ -114,17 +139,20 @@ struct mmv_loads {
 #pragma unroll
                 for (int h = 0; h < 2; h++)
                         D::load(wr[h], n_in, c, at, w[h]);
-#pragma unroll
-                for (uint32_t j = 0; j < QUADS; j++)
-                        x[j] = *(const int4 *)(xq + piece_offset(at, j, QUADS));
                 uint32_t b = D::unit_block(c, 0);      /* the units are consecutive blocks */
 #pragma unroll
-                for (uint32_t u = 0; u < UNITS; u++)
-                        ds[u] = xds[b + u];
+                for (int nt = 0; nt < NT; nt++) {
+#pragma unroll
+                        for (uint32_t j = 0; j < QUADS; j++)
+                                x[nt][j] = *(const int4 *)(cols.xq[nt] + piece_offset(at, j, QUADS));
+#pragma unroll
+                        for (uint32_t u = 0; u < UNITS; u++)
+                                ds[nt][u] = cols.xds[nt][b + u];
+                }
         }
 
         /* Into the warp's stage: decoded to levels and scales. */
-        __device__ __forceinline__ void stage(const mmv_stage<D> &s) const
+        __device__ __forceinline__ void stage(const mmv_stage<D, NT> &s) const
         {
                 uint32_t g = threadIdx.x / 4, t = threadIdx.x % 4;
 #pragma unroll
@@ -142,29 +170,36 @@ struct mmv_loads {
                                 s.am[row * s.SCALES + t * UNITS + u] = am[u];
                 }
 #pragma unroll
-                for (uint32_t j = 0; j < QUADS; j++)
-                        *(int4 *)(s.x + g * s.ROW_BYTES + s.piece_at(t, j)) = x[j];
+                for (int nt = 0; nt < NT; nt++) {
+                        uint32_t col = g + 8 * nt;
 #pragma unroll
-                for (uint32_t u = 0; u < UNITS; u++)
-                        s.ds[g * s.SCALES + t * UNITS + u] = ds[u];
+                        for (uint32_t j = 0; j < QUADS; j++)
+                                *(int4 *)(s.x + col * s.ROW_BYTES + s.piece_at(t, j)) = x[nt][j];
+#pragma unroll
+                        for (uint32_t u = 0; u < UNITS; u++)
+                                s.ds[col * s.SCALES + t * UNITS + u] = ds[nt][u];
+                }
         }
 };
 
-/* Adds to acc (outputs (row g, column 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1)) the products
- * of chunk e of the staged step. */
-template <typename D>
-static __device__ __forceinline__ void mma_chunk(const mmv_stage<D> &s, uint32_t e, float *acc)
+/* Adds to acc[nt] (outputs (row g, column 8 nt + 2t), (g, 8 nt + 2t + 1), (g + 8, 8 nt + 2t),
+ * (g + 8, 8 nt + 2t + 1)) the products of chunk e of the staged step. */
+template <typename D, int NT>
+static __device__ __forceinline__ void mma_chunk(const mmv_stage<D, NT> &s, uint32_t e, float (*acc)[4])
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
         constexpr uint32_t QUADS = D::CHUNK / 16, UNITS = D::CHUNK / D::UNIT, QPU = D::UNIT / 16;
         uint32_t lane = threadIdx.x, g = lane / 4, t = lane % 4;
-        /* B: lane i names row i % 8 (column) of matrix i / 8 (quad) */
-        int b[QUADS];
-        uint32_t xa = shared_address(s.x + (lane % 8) * s.ROW_BYTES + s.piece_at(e, lane / 8 % QUADS));
-        if (QUADS == 4)
-                ldmatrix_x4(xa, b);
-        else
-                ldmatrix_x2(xa, b);
+        /* B of each 8 columns: lane i names row i % 8 (column) of matrix i / 8 (quad) */
+        int b[NT][QUADS];
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+                uint32_t xa = shared_address(s.x + (8 * nt + lane % 8) * s.ROW_BYTES + s.piece_at(e, lane / 8 % QUADS));
+                if (QUADS == 4)
+                        ldmatrix_x4(xa, b[nt]);
+                else
+                        ldmatrix_x2(xa, b[nt]);
+        }
         /* A, two quads at a time: matrices (rows 0-7, quad 2p), (rows 8-15, 2p), (0-7, 2p + 1),
          * (8-15, 2p + 1): one k32 unit (A[g][t], A[g + 8][t], A[g][4 + t], A[g + 8][4 + t]), or
          * two k16 units */
@@ -176,16 +211,19 @@ static __device__ __forceinline__ void mma_chunk(const mmv_stage<D> &s, uint32_t
 #pragma unroll
                 for (uint32_t k = 0; k < 2 / QPU; k++) {
                         uint32_t u = 2 * p / QPU + k;
-                        int fb[2] = { b[QPU * u], b[QPU * u + QPU - 1] };
-                        int sum[4];
-                        mma_unit<D::UNIT>(a + 2 * k, fb, sum);
                         float2 r0 = s.am[g * s.SCALES + e * UNITS + u], r1 = s.am[(g + 8) * s.SCALES + e * UNITS + u];
-                        float2 d0 = s.ds[2 * t * s.SCALES + e * UNITS + u];
-                        float2 d1 = s.ds[(2 * t + 1) * s.SCALES + e * UNITS + u];
-                        acc[0] = unit_dot<D::HAS_MIN>(acc[0], r0, d0, sum[0]);
-                        acc[1] = unit_dot<D::HAS_MIN>(acc[1], r0, d1, sum[1]);
-                        acc[2] = unit_dot<D::HAS_MIN>(acc[2], r1, d0, sum[2]);
-                        acc[3] = unit_dot<D::HAS_MIN>(acc[3], r1, d1, sum[3]);
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++) {
+                                int fb[2] = { b[nt][QPU * u], b[nt][QPU * u + QPU - 1] };
+                                int sum[4];
+                                mma_unit<D::UNIT>(a + 2 * k, fb, sum);
+                                float2 d0 = s.ds[(8 * nt + 2 * t) * s.SCALES + e * UNITS + u];
+                                float2 d1 = s.ds[(8 * nt + 2 * t + 1) * s.SCALES + e * UNITS + u];
+                                acc[nt][0] = unit_dot<D::HAS_MIN>(acc[nt][0], r0, d0, sum[0]);
+                                acc[nt][1] = unit_dot<D::HAS_MIN>(acc[nt][1], r0, d1, sum[1]);
+                                acc[nt][2] = unit_dot<D::HAS_MIN>(acc[nt][2], r1, d0, sum[2]);
+                                acc[nt][3] = unit_dot<D::HAS_MIN>(acc[nt][3], r1, d1, sum[3]);
+                        }
                 }
         }
 #endif
@@ -194,63 +232,69 @@ static __device__ __forceinline__ void mma_chunk(const mmv_stage<D> &s, uint32_t
 /* Each step's loads are issued once the step before is staged, before its products: in flight
  * meanwhile, in the registers the staged step has left (measured on an H200: 1-3 us faster than
  * loading each step after the one before, docs/perf.md). */
-template <typename D, int WARPS>
-__global__ void __launch_bounds__(WARPS * 32) matvec_mma_kernel(matvec_args a, uint32_t n_cols)
+template <typename D, int WARPS, int NT>
+__global__ void __launch_bounds__(WARPS * 32, MMV_MIN_BLOCKS(WARPS)) matvec_mma_kernel(matvec_args a, uint32_t n_cols)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
         gpu_grid_begin();
         extern __shared__ __align__(16) uint8_t mmv_shared[];
         constexpr uint32_t STRIDE = MMV_STEP_CHUNKS * WARPS;
         uint32_t lane = threadIdx.x, g = lane / 4, t = lane % 4, row0 = blockIdx.x * MMV_ROWS;
-        uint32_t n_chunks = a.n_in / D::CHUNK, last = n_cols - 1;
+        uint32_t n_chunks = a.n_in / D::CHUNK;
         const uint8_t *wr[2];
 #pragma unroll
         for (int h = 0; h < 2; h++) {   /* a row past the end reads the last one again, unused */
                 uint32_t row = row0 + g + 8 * h;
                 wr[h] = target_of(a, row < a.n_rows ? row : a.n_rows - 1).w;
         }
-        const int8_t *xq = a.xq + (size_t)(g < last ? g : last) * a.n_in;
-        const float2 *xds = a.xds + (size_t)(g < last ? g : last) * (a.n_in / 32);
-        mmv_stage<D> s(mmv_shared + threadIdx.y * mmv_stage<D>::BYTES);
-        float acc[4] = {};
-        mmv_loads<D> step;
+        mmv_columns<NT> cols(a, n_cols);
+        mmv_stage<D, NT> s(mmv_shared + threadIdx.y * mmv_stage<D, NT>::BYTES);
+        float acc[NT][4] = {};
+        mmv_loads<D, NT> step;
         uint32_t c0 = MMV_STEP_CHUNKS * threadIdx.y;
         if (c0 < n_chunks)
-                step.load(wr, xq, xds, a.n_in, c0);
+                step.load(wr, cols, a.n_in, c0);
         for (; c0 < n_chunks; c0 += STRIDE) {
-        __syncwarp();           /* the step before has read the stage */
+                __syncwarp();           /* the step before has read the stage */
                 step.stage(s);
                 if (c0 + STRIDE < n_chunks)
-                        step.load(wr, xq, xds, a.n_in, c0 + STRIDE);
+                        step.load(wr, cols, a.n_in, c0 + STRIDE);
                 __syncwarp();
 #pragma unroll
                 for (uint32_t e = 0; e < MMV_STEP_CHUNKS; e++) {
                         if (c0 + e >= n_chunks)         /* the same for the whole warp */
                                 break;
-                        mma_chunk<D>(s, e, acc);
+                        mma_chunk<D, NT>(s, e, acc);
                 }
         }
         if (WARPS > 1) {
                 __syncthreads();        /* every warp done with its stage: the sums go there */
                 float4 *part = (float4 *)mmv_shared;
-                part[threadIdx.y * 32 + lane] = make_float4(acc[0], acc[1], acc[2], acc[3]);
+#pragma unroll
+                for (int nt = 0; nt < NT; nt++)
+                        part[(threadIdx.y * NT + nt) * 32 + lane] = make_float4(acc[nt][0], acc[nt][1], acc[nt][2],
+                                                                                acc[nt][3]);
                 __syncthreads();
                 if (threadIdx.y != 0)
                         return;
-                for (int w = 1; w < WARPS; w++) {
-                        float4 p = part[w * 32 + lane];
-                        acc[0] += p.x;
-                        acc[1] += p.y;
-                        acc[2] += p.z;
-                        acc[3] += p.w;
-                }
+                for (int w = 1; w < WARPS; w++)
+#pragma unroll
+                        for (int nt = 0; nt < NT; nt++) {
+                                float4 p = part[(w * NT + nt) * 32 + lane];
+                                acc[nt][0] += p.x;
+                                acc[nt][1] += p.y;
+                                acc[nt][2] += p.z;
+                                acc[nt][3] += p.w;
+                        }
         }
 #pragma unroll
-        for (int k = 0; k < 4; k++) {
-                uint32_t row = row0 + g + 8 * (k / 2), col = 2 * t + k % 2;
-                if (row < a.n_rows && col < n_cols)
-                        store_target(target_of(a, row), col, acc[k]);
-        }
+        for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                        uint32_t row = row0 + g + 8 * (k / 2), col = 8 * nt + 2 * t + k % 2;
+                        if (row < a.n_rows && col < n_cols)
+                                store_target(target_of(a, row), col, acc[nt][k]);
+                }
 #endif
 }
 
@@ -258,30 +302,41 @@ typedef void (*mma_kernel_fn)(matvec_args, uint32_t);
 
 /* An instance of the kernel, allowed the shared memory its warps stage in (over the 48 KB a
  * kernel gets unasked from 6 warps on), once. */
-template <typename D, int WARPS>
+template <typename D, int WARPS, int NT>
 static mma_kernel_fn mma_instance(void)
 {
         static bool is_ready;           /* a race sets the same attribute twice: harmless */
-        mma_kernel_fn fn = matvec_mma_kernel<D, WARPS>;
+        mma_kernel_fn fn = matvec_mma_kernel<D, WARPS, NT>;
         if (!is_ready)
-                cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, WARPS * mmv_stage<D>::BYTES);
+                cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, WARPS * mmv_stage<D, NT>::BYTES);
         is_ready = true;
         return fn;
 }
 
-/* Launches D's instance for 1, 2, 4, 8 or 16 warps a block. */
-template <typename D>
+/* Launches D's instance for 1, 2, 4, 8 or 16 warps a block and NT tiles of 8 columns. */
+template <typename D, int NT>
 static void mma_launch(const struct gpu_launch *g, const matvec_args &a, uint32_t n_cols, uint32_t n_tiles, uint32_t warps)
 {
         mma_kernel_fn fn;
         switch (warps) {
-        case 1: fn = mma_instance<D, 1>(); break;
-        case 2: fn = mma_instance<D, 2>(); break;
-        case 4: fn = mma_instance<D, 4>(); break;
-        case 8: fn = mma_instance<D, 8>(); break;
-        default: fn = mma_instance<D, 16>(); break;
+        case 1: fn = mma_instance<D, 1, NT>(); break;
+        case 2: fn = mma_instance<D, 2, NT>(); break;
+        case 4: fn = mma_instance<D, 4, NT>(); break;
+        case 8: fn = mma_instance<D, 8, NT>(); break;
+        default: fn = mma_instance<D, 16, NT>(); break;
         }
-        gpu_launch_kernel_shared(g, fn, dim3(n_tiles), dim3(32, warps), warps * mmv_stage<D>::BYTES, a, n_cols);
+        gpu_launch_kernel_shared(g, fn, dim3(n_tiles), dim3(32, warps), warps * mmv_stage<D, NT>::BYTES, a, n_cols);
+}
+
+/* Two tiles of columns for units of 32 only (Q6_K takes 8 columns a launch: matvec_mma_max_cols),
+ * so that no instance of it is built unused. */
+template <typename D>
+static void mma_launch(const struct gpu_launch *g, const matvec_args &a, uint32_t n_cols, uint32_t n_tiles, uint32_t warps)
+{
+        if (n_cols > 8)
+                mma_launch<D, D::UNIT == 32 ? 2 : 1>(g, a, n_cols, n_tiles, warps);
+        else
+                mma_launch<D, 1>(g, a, n_cols, n_tiles, warps);
 }
 
 /* Warps a block: the fewest that give the device about 16 warps a multiprocessor (so that enough
@@ -296,37 +351,67 @@ static uint32_t mma_warps(const struct gpu_launch *g, uint32_t n_tiles, uint32_t
         return warps;
 }
 
+/* Elements of a chunk of type (dot_int8.cuh): 32 for Q8_0 and Q4_0, 64 for the K types. */
+static uint32_t mma_chunk_elems(enum rig_type type)
+{
+        return type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 ? 32 : 64;
+}
+
 /* Fewest columns taken here: this kernel's time hardly depends on the columns (all 8 of an mma
  * tile are computed), matvec.cu's grows with each. Measured on an H200 (docs/perf.md, 4096 x
  * 14336 and 14336 x 4096): the K types (chunks of 64) are faster here from 3 columns, Q8_0 and
  * Q4_0 from 5. */
-static uint32_t mma_min_cols(uint32_t chunk)
+static uint32_t mma_min_cols(enum rig_type type)
 {
-        return chunk == 64 ? 3 : 5;
+        return mma_chunk_elems(type) == 32 ? 5 : 3;
 }
 
-bool matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
+/* Q6_K takes 8 columns a launch: with 16 (4 units of 16 elements a chunk, each a pair of scales
+ * a column) its next step's loads did not fit the registers of two blocks a multiprocessor, and
+ * the spilled instance was slower than two launches of 8 (H200: 68.8 against 2 x 28.2 us). */
+uint32_t matvec_mma_max_cols(const struct gpu_launch *g, enum rig_type type)
 {
-        uint32_t chunk = type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 ? 32 : 64;
-        if (!gpu_takes_mma(g) || n_cols < mma_min_cols(chunk) || n_cols > GPU_MAX_COLS)
-                return false;
+        bool has_kernel = type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 || type == RIG_TYPE_Q4_K ||
+                          type == RIG_TYPE_Q5_K || type == RIG_TYPE_Q6_K;
+        if (!has_kernel || !gpu_takes_mma(g))
+                return 0;
+        return type == RIG_TYPE_Q6_K ? 8 : MMV_MAX_COLS;
+}
+
+bool matvec_mma_takes(const struct gpu_launch *g, enum rig_type type, uint32_t n_cols)
+{
+        return n_cols >= mma_min_cols(type) && n_cols <= matvec_mma_max_cols(g, type);
+}
+
+void matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
+{
+        RIG_ASSERT(matvec_mma_takes(g, type, n_cols), "tensor-core matvec of type %d, %u columns", (int)type, n_cols);
         uint32_t n_tiles = (a.n_rows + MMV_ROWS - 1) / MMV_ROWS;
-        uint32_t warps = mma_warps(g, n_tiles, a.n_in / chunk);
+        uint32_t warps = mma_warps(g, n_tiles, a.n_in / mma_chunk_elems(type));
         switch (type) {
-        case RIG_TYPE_Q8_0: mma_launch<dot_q8_0>(g, a, n_cols, n_tiles, warps); return true;
-        case RIG_TYPE_Q4_0: mma_launch<dot_q4_0>(g, a, n_cols, n_tiles, warps); return true;
-        case RIG_TYPE_Q4_K: mma_launch<dot_q4_k>(g, a, n_cols, n_tiles, warps); return true;
-        case RIG_TYPE_Q5_K: mma_launch<dot_q5_k>(g, a, n_cols, n_tiles, warps); return true;
-        case RIG_TYPE_Q6_K: mma_launch<dot_q6_k>(g, a, n_cols, n_tiles, warps); return true;
-        default: return false;
+        case RIG_TYPE_Q8_0: mma_launch<dot_q8_0>(g, a, n_cols, n_tiles, warps); break;
+        case RIG_TYPE_Q4_0: mma_launch<dot_q4_0>(g, a, n_cols, n_tiles, warps); break;
+        case RIG_TYPE_Q4_K: mma_launch<dot_q4_k>(g, a, n_cols, n_tiles, warps); break;
+        case RIG_TYPE_Q5_K: mma_launch<dot_q5_k>(g, a, n_cols, n_tiles, warps); break;
+        default: mma_launch<dot_q6_k>(g, a, n_cols, n_tiles, warps); break;
         }
 }
 
 #else /* no mma.sync */
 
-bool matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
+uint32_t matvec_mma_max_cols(const struct gpu_launch *g, enum rig_type type)
+{
+        return 0;
+}
+
+bool matvec_mma_takes(const struct gpu_launch *g, enum rig_type type, uint32_t n_cols)
 {
         return false;
+}
+
+void matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
+{
+        RIG_ASSERT(false, "no tensor-core matvec on this vendor (matvec_mma_takes said so)");
 }
 
 #endif

@@ -445,9 +445,9 @@ static void test_matmul_tiles(struct rig_backend *b, enum rig_type type, const u
 }
 
 /* Products of a few columns: for the quantized types on tensor cores (where the device has them;
- * tiles of 16 rows, steps of 4 chunks: rows and chunks past the end of the last) and then on the
- * dp4a path (RIG_GPU_MMA=0, read at each call); once a Llama 8B FFN down projection of 8
- * sequences. */
+ * tiles of 16 rows and 8 or 16 columns, steps of 4 chunks: rows, columns and chunks past the end
+ * of the last) and then on the dp4a path (RIG_GPU_MMA=0, read at each call); once a Llama 8B FFN
+ * down projection of 8 sequences. */
 static void test_matmul_cols(struct rig_backend *b, enum rig_type type, const uint32_t *col_counts, size_t n_counts,
                              double tol)
 {
@@ -457,8 +457,11 @@ static void test_matmul_cols(struct rig_backend *b, enum rig_type type, const ui
                         setenv("RIG_GPU_MMA", path == 0 ? "1" : "0", 1);
                 for (size_t i = 0; i < n_counts; i++)
                         test_matmul(b, type, 37, 512, col_counts[i], i % 2 == 0, tol);
-                if (is_quantized)       /* 3 chunks of 32, 5 steps of 64 */
-                        test_matmul(b, type, 21, rig_type_get(type)->block_elems == 32 ? 96 : 1280, 5, true, tol);
+                if (is_quantized) {     /* 3 chunks of 32, 5 steps of 64 */
+                        uint32_t n_in = rig_type_get(type)->block_elems == 32 ? 96 : 1280;
+                        test_matmul(b, type, 21, n_in, 5, true, tol);
+                        test_matmul(b, type, 21, n_in, 11, false, tol);
+                }
                 if (type == RIG_TYPE_Q4_K && path == 0)
                         test_matmul(b, type, 4096, 14336, 8, false, tol);
         }
@@ -494,8 +497,9 @@ static void test_matmul_all(void)
         static const uint32_t k_shapes[][2] = { { 1, 256 }, { 7, 512 }, { 33, 4096 }, { 256, 14336 } };
         static const uint32_t q32_shapes[][2] = { { 1, 32 }, { 3, 96 }, { 17, 4128 } };
         static const uint32_t float_shapes[][2] = { { 1, 1 }, { 5, 100 }, { 3, 7 }, { 9, 8 } };
-        /* every kernel instance (1..8 columns), and more than one launch holds (13) */
-        static const uint32_t col_counts[] = { 2, 3, 4, 5, 6, 7, 8, 13 };
+        /* every kernel instance (1..8 columns), more than one launch of matvec.cu holds (13), the
+         * tensor-core matvec's two tiles of 8 columns (13, 16) */
+        static const uint32_t col_counts[] = { 2, 3, 4, 5, 6, 7, 8, 13, 16 };
         /* the tile kernel of the quantized types (from GPU_TILES_MIN_COLS = 24 columns, tiles of
          * 128 rows x 64 columns): one partial tile, a full one, two with the second partial */
         static const uint32_t tile_col_counts[] = { 24, 25, 64, 100 };
