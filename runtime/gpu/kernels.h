@@ -28,11 +28,10 @@ bool gpu_can_launch_early(int cc_major);
 
 /* Every kernel is launched through this (with shared_bytes of dynamic shared memory), on
  * g->stream. Where g->launches_early (programmatic dependent launch: NVIDIA compute capability
- * 9.0 and later; RIG_GPU_PDL=0 turns it off) the
- * kernel is launched once every block of the one before it has exited, before that one's end
- * has been signalled and its writes flushed; its blocks wait in gpu_grid_begin until they are.
- * So the launch of each kernel overlaps the end of the one before. Captured into a step's graph,
- * the same holds there (step_graph.h). */
+ * 9.0 and later; RIG_GPU_PDL=0 turns it off) the kernel is launched once every block of the one
+ * before it has exited, before that one's end has been signalled and its writes flushed; its
+ * blocks wait in gpu_grid_begin until they are. So the launch of each kernel overlaps the end of
+ * the one before. Captured into a step's graph, the same holds there (step_graph.h). */
 template <typename... Params, typename... Args>
 static inline void gpu_launch_kernel_shared(const struct gpu_launch *g, void (*kernel)(Params...), dim3 grid, dim3 block,
                                             size_t shared_bytes, Args... args)

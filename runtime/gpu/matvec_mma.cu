@@ -40,8 +40,9 @@
 
 /* Blocks of WARPS warps a multiprocessor must hold (the compiler keeps the registers under what
  * that leaves): 2 of 8 warps, so that 256 tiles (4096 rows) are one wave even with 16 columns
- * (left alone, the compiler took 161-167 registers for them: one block a multiprocessor). */
-#define MMV_MIN_BLOCKS(warps) ((warps) == 8 ? 2 : 1)
+ * (left alone, the compiler took 161-167 registers for them: one block a multiprocessor); 2 of
+ * 16 (64 registers: Q8_0 and Q4_0 without spills) for the measurements of RIG_GPU_MMV=16. */
+#define MMV_MIN_BLOCKS(warps) ((warps) >= 8 ? 2 : 1)
 
 /* What a warp stages of a step in shared memory, and where: the levels of its 16 rows (4 chunks
  * each, in activation order), those of its 8 columns, and the units' scales of both. Laid out

@@ -490,6 +490,26 @@ static void test_matvec_shapes(const struct rig_model *m, enum rig_type type, do
         unsetenv("RIG_GPU_MV");
 }
 
+/* The tensor-core matvec with each block size (RIG_GPU_MMV=WARPS, read when a backend opens;
+ * the kernel picks one by shape otherwise): warps splitting few steps, one or two tiles of 8
+ * columns, rows past the last tile. Where the device has no tensor cores these take dp4a. */
+static void test_mma_warps(const struct rig_model *m, enum rig_type type, double tol)
+{
+        for (uint32_t warps = 1; warps <= 16; warps *= 2) {
+                char value[8];
+                snprintf(value, sizeof(value), "%u", warps);
+                setenv("RIG_GPU_MMV", value, 1);
+                struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+                if (!b)
+                        continue;
+                printf("     RIG_GPU_MMV=%s\n", value);
+                test_matmul(b, type, 37, 4096, 5, true, tol);
+                test_matmul(b, type, 130, 14336, 13, false, tol);
+                b->ops->free(b);
+        }
+        unsetenv("RIG_GPU_MMV");
+}
+
 static void test_matmul_all(void)
 {
         /* n_out x n_in: one row, odd row counts (a partial block of rows), the shapes of a Llama
@@ -532,8 +552,10 @@ static void test_matmul_all(void)
                         test_matmul_tiles(b, type, tile_col_counts, sizeof(tile_col_counts) / sizeof(tile_col_counts[0]),
                                           tol);
                 b->ops->free(b);
-                if (rig_type_get(type)->block_elems > 1)
+                if (rig_type_get(type)->block_elems > 1) {
                         test_matvec_shapes(m, type, tol);
+                        test_mma_warps(m, type, tol);
+                }
         }
         model_spec_free(m);
 }
