@@ -45,7 +45,7 @@
 #define MMV_MIN_BLOCKS(warps) ((warps) >= 8 ? 2 : 1)
 
 /* What a warp stages of a step in shared memory, and where: the levels of its 16 rows (4 chunks
- * each, in activation order), those of its 8 columns, and the units' scales of both. Laid out
+ * each, in activation order), those of its 8 or 16 columns, and the units' scales of both. Laid out
  * so that no access has two lanes on one bank (they would wait for each other):
  *  - a row of levels is padded by 16 bytes, so that ldmatrix's 8 rows of 16 bytes fall in
  *    distinct banks;

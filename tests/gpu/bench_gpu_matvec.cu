@@ -9,10 +9,10 @@
  * quantized types also n=16, n=64 and n=512 columns (a batched decode, a prompt: the tile kernel,
  * matmul_tiles.cu, K split into slices where its tiles are too few for the device), on tensor
  * cores and on the dp4a path (RIG_GPU_MMA=0), rotating, in µs and effective TOPS
- * (2 x 4096 x 14336 x n / time); and n=1, queued, for each shape of the quantized matvec
- * (RIG_GPU_MV) on two shapes, and 2..8 columns on tensor cores and by dp4a, n=8 on tensor cores for each block size (RIG_GPU_MMV) and by
- * dp4a (RIG_GPU_MMA=0). Prints numbers, never asserts on time. `bench_gpu_matvec Q4_K`
- * runs one type. */
+ * (2 x 4096 x 14336 x n / time); and on two shapes: n=1, queued, for each shape of the
+ * quantized matvec (RIG_GPU_MV), 2..8 columns on tensor cores and by dp4a (RIG_GPU_MMA=0), n=8 on
+ * tensor cores for each block size (RIG_GPU_MMV). Prints numbers, never asserts on time.
+ * `bench_gpu_matvec Q4_K` runs one type. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

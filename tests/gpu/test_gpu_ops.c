@@ -468,6 +468,17 @@ static void test_matmul_cols(struct rig_backend *b, enum rig_type type, const ui
         unsetenv("RIG_GPU_MMA");
 }
 
+/* A backend opened with the environment variable name set to value (the kernel shapes read when
+ * a backend opens); NULL where none opens. */
+static struct rig_backend *backend_with(const struct rig_model *m, const char *name, const char *value)
+{
+        setenv(name, value, 1);
+        struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+        if (b)
+                printf("     %s=%s\n", name, value);
+        return b;
+}
+
 /* Every shape of the quantized matvec (rows a group, chunks a step, warps a group: RIG_GPU_MV,
  * read when a backend opens): rows past the end of the last group, rows with fewer chunks than
  * a step takes. */
@@ -477,11 +488,9 @@ static void test_matvec_shapes(const struct rig_model *m, enum rig_type type, do
         for (size_t i = 0; gpu_matvec_shape(i, &rows, &unroll, &warps, &prefetch); i++) {
                 char shape[32];
                 snprintf(shape, sizeof(shape), "%u,%u,%u,%u", rows, unroll, warps, prefetch);
-                setenv("RIG_GPU_MV", shape, 1);
-                struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+                struct rig_backend *b = backend_with(m, "RIG_GPU_MV", shape);
                 if (!b)
                         continue;
-                printf("     RIG_GPU_MV=%s\n", shape);
                 test_matmul(b, type, 37, 4096, 1, true, tol);
                 test_matmul(b, type, 3, 256, 1, false, tol);
                 test_matmul(b, type, 130, 14336, 1, false, tol);
@@ -498,11 +507,9 @@ static void test_mma_warps(const struct rig_model *m, enum rig_type type, double
         for (uint32_t warps = 1; warps <= 16; warps *= 2) {
                 char value[8];
                 snprintf(value, sizeof(value), "%u", warps);
-                setenv("RIG_GPU_MMV", value, 1);
-                struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+                struct rig_backend *b = backend_with(m, "RIG_GPU_MMV", value);
                 if (!b)
                         continue;
-                printf("     RIG_GPU_MMV=%s\n", value);
                 test_matmul(b, type, 37, 4096, 5, true, tol);
                 test_matmul(b, type, 130, 14336, 13, false, tol);
                 b->ops->free(b);
