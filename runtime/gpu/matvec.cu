@@ -245,13 +245,33 @@ struct float_kernels {
         }
 };
 
-/* Several columns: one row a warp, two chunks a step (the sweep's variants are for n = 1). */
+/* Several columns: one row a warp, two chunks a step (the sweep's variants are for n = 1); two
+ * columns of a K type in its one-column default shape (mv_default_of: two rows a group of two
+ * warps, the same 4 rows a block). Measured on an H200 (docs/perf.md), 2 columns: Q4_K 19.8 ->
+ * 16.3 us (4096 x 14336), 18.6 -> 15.0 (14336 x 4096); Q8_0 in its default shape got slower
+ * (19.3 -> 26.1, 19.4 -> 20.3), so Q8_0 and Q4_0 keep one row a warp. */
+template <typename D, int NCOLS, bool IN_DEFAULT_SHAPE>
+struct int8_several {
+        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
+        {
+                int8_cols<D, NCOLS, D::CHUNK == 32>::launch(g, a, grid, block);
+        }
+};
+
+template <typename D, int NCOLS>
+struct int8_several<D, NCOLS, true> {
+        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
+        {
+                gpu_launch_kernel(g, matvec_int8_kernel<D, NCOLS, 2, 1, 2, false>, grid, block, a);
+        }
+};
+
 template <typename D>
 struct int8_kernels {
         template <int NCOLS>
         static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
         {
-                int8_cols<D, NCOLS, D::CHUNK == 32>::launch(g, a, grid, block);
+                int8_several<D, NCOLS, NCOLS == 2 && D::CHUNK == 64>::launch(g, a, grid, block);
         }
 };
 
