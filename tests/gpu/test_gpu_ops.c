@@ -552,6 +552,7 @@ static void test_matmul_all(void)
                         test_matmul_reuses_and_forgets_x(b, type);
                 test_matmul_joined(b, type, 1, tol);
                 test_matmul_joined(b, type, 3, tol);
+                test_matmul_joined(b, type, 5, tol);     /* Q8_0, Q4_0 on tensor cores too */
                 enum rig_type other = type == RIG_TYPE_Q6_K ? RIG_TYPE_Q4_K : RIG_TYPE_Q6_K;
                 test_quantization_joined(b, type, other, 1, tol);
                 test_quantization_joined(b, type, other, 3, tol);
