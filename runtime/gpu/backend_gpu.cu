@@ -925,6 +925,12 @@ extern "C" void gpu_backend_last_step(struct rig_backend *b, size_t *n_ops, size
         }
 }
 
+extern "C" const char *gpu_backend_graph_failure(struct rig_backend *b)
+{
+        cudaError_t e = to_gpu(b)->graph.capture_error;
+        return e == cudaSuccess ? NULL : cudaGetErrorString(e);
+}
+
 extern "C" void gpu_backend_write(struct rig_backend *b, void *dst, const void *src, size_t bytes)
 {
         struct gpu_backend *g = to_gpu(b);

@@ -41,6 +41,11 @@ bool gpu_matvec_shape(size_t i, uint32_t *rows, uint32_t *unroll, uint32_t *warp
  * themselves (rather than the norm or swiglu that wrote it). */
 void gpu_backend_last_step(struct rig_backend *b, size_t *n_ops, size_t *n_self_quantizing);
 
+/* NULL while the backend's steps run as graphs (or graphs are off by RIG_GPU_GRAPHS=0), else why
+ * a step's capture failed: from then on its ops launch one by one, correct but slower, so the
+ * tests ask. */
+const char *gpu_backend_graph_failure(struct rig_backend *b);
+
 /* 0 while every op so far launched and ran, else -EIO with the first failure in err. The ops
  * themselves return nothing; call this after read(). */
 int gpu_backend_error(struct rig_backend *b, char *err, size_t err_size);

@@ -139,10 +139,12 @@ cudaError_t step_graph_run(struct step_graph *s, cudaStream_t stream, step_op_fn
                 run_directly(s, run, ctx);
                 return cudaSuccess;
         }
-        if (!matches_capture(s) && capture(s, stream, run, ctx) != cudaSuccess) {
+        cudaError_t e = matches_capture(s) ? cudaSuccess : capture(s, stream, run, ctx);
+        if (e != cudaSuccess) {
                 /* a capture that fails (an op the runtime cannot capture) leaves the ops unrun:
                  * run them as plain launches, and from now on every step */
                 cudaGetLastError();
+                s->capture_error = e;
                 drop_exec(s);
                 s->is_off = true;
                 run_directly(s, run, ctx);

@@ -32,6 +32,7 @@ struct step_graph {
         cudaGraphExec_t exec;
         bool has_exec;
         bool is_off;                    /* capture failed once, or RIG_GPU_GRAPHS=0: ops run directly */
+        cudaError_t capture_error;      /* why a capture failed (then is_off); cudaSuccess: none did */
         bool launches_early;            /* each kernel launched while the one before runs (PDL) */
 };
 

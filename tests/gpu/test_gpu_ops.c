@@ -320,9 +320,13 @@ static void test_matmul_joined(struct rig_backend *b, enum rig_type type, uint32
                 err = e > err || e != e ? e : err;
         }
         /* three launches: the first three joined, the fourth, the fifth; x quantized once for the
-         * four, once for the fifth */
+         * four, once for the fifth; the step ran as a graph */
         if (n_ops != 3 || n_quantizing != (is_quantized ? 2u : 0u)) {
                 printf("     %zu launches (want 3), %zu quantizing (want %u)\n", n_ops, n_quantizing, is_quantized ? 2 : 0);
+                err = NAN;
+        }
+        if (gpu_backend_graph_failure(b)) {
+                printf("     the step's graph capture failed: %s\n", gpu_backend_graph_failure(b));
                 err = NAN;
         }
         char shape[64];
