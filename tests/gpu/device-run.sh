@@ -4,6 +4,8 @@
 # Debian -dev packages to build them). Everything goes under $OUT in few files (the lending tool
 # brings back at most 8): log.txt (what this prints), ops.txt (every op test), ncu.txt.
 #   RIG_DEVICE_PROFILE="Q4_K ..."  ncu's stall sections of the matvec kernel of those types
+#   RIG_DEVICE_PROFILE_KERNEL=matvec_mma  which kernel that is (a regex; default the one-column
+#                                  matvec_int8; matvec_mma: the tensor-core one, at 8 columns)
 #   RIG_DEVICE_NCU_STEP=Q4_K_M     ncu's time of each kernel of a decode step of llama3-8b
 #   RIG_DEVICE_MODELS=0            no whole-model benchmarks
 #   RIG_DEVICE_MV="2,1,2,0 ..."    tg128 of both models with each of these matvec shapes (RIG_GPU_MV)
@@ -24,7 +26,8 @@ if [ -x ggml-bin/test-backend-ops ]; then
 fi
 for t in ${RIG_DEVICE_PROFILE:-}; do
   echo "== ncu $t"
-  ncu --clock-control none -k regex:matvec_int8 -c 1 --section SpeedOfLight --section MemoryWorkloadAnalysis \
+  ncu --clock-control none -k "regex:${RIG_DEVICE_PROFILE_KERNEL:-matvec_int8}" -c 1 --section SpeedOfLight \
+    --section MemoryWorkloadAnalysis \
     --section WarpStateStats --section SchedulerStats --section Occupancy --section LaunchStats \
     $B/bench_gpu_matvec $t >> "$OUT/ncu.txt" 2>&1
 done
