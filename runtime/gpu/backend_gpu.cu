@@ -568,13 +568,20 @@ static bool reserve_act(struct gpu_backend *g, size_t n_elems)
         return true;
 }
 
+/* The step's last recorded op, to join the next one into; NULL outside a step or before its
+ * first op. */
+static struct gpu_op *last_op(struct gpu_backend *g)
+{
+        return g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
+}
+
 /* A matmul of a step on the x the step's last op multiplied too, with a weight of the same
  * type and shape of rows (Q, K and V; gate and up), joins that op's launch (gpu_matmul_parts).
  * Not when that op's outputs include x (it read x before), nor when this one writes x. */
 static bool join_last_matmul(struct gpu_backend *g, const struct rig_weight *w, const float *x, uint32_t n,
                              const float *bias, float *y)
 {
-        struct gpu_op *last = g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
+        struct gpu_op *last = last_op(g);
         if (!last || last->kind != OP_MATMUL || last->a != x || last->n != n || last->n_parts == GPU_MAX_PARTS ||
             y == x)
                 return false;
@@ -657,7 +664,7 @@ static void gpu_rmsnorm_op(struct rig_backend *b, float *out, const float *x, co
  * one launch fewer. After reserve_act: act is where it writes. */
 static bool join_quantization(struct gpu_backend *g, const float *x, uint32_t n_in, uint32_t n, enum gpu_act_order order)
 {
-        struct gpu_op *last = g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
+        struct gpu_op *last = last_op(g);
         if (!last || last->out != x || last->quantize != GPU_ACT_NONE || n_in % 32 != 0)
                 return false;
         bool is_norm = last->kind == OP_RMSNORM || last->kind == OP_ADD_RMSNORM;
@@ -709,7 +716,7 @@ static void gpu_matmul_op(struct rig_backend *b, const struct rig_weight *w, con
 static void gpu_rope_op(struct rig_backend *b, float *vec, uint32_t n_heads)
 {
         struct gpu_backend *g = to_gpu(b);
-        struct gpu_op *last = g->in_step ? (struct gpu_op *)step_graph_last(&g->graph) : NULL;
+        struct gpu_op *last = last_op(g);
         if (last && last->kind == OP_ROPE && !last->out2 && last->out != vec) {
                 last->out2 = vec;
                 last->n2 = n_heads;

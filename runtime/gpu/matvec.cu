@@ -218,23 +218,6 @@ __global__ void GPU_LAUNCH_BOUNDS(MATVEC_BLOCK_WARPS * WARP_SIZE, 8) matvec_int8
         matvec_int8<D, NCOLS, 1, 2, 1, false>(a);
 }
 
-/* Several columns of D: held to 64 registers (HELD) or not. */
-template <typename D, int NCOLS, bool HELD>
-struct int8_cols {
-        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
-        {
-                gpu_launch_kernel(g, matvec_int8_kernel<D, NCOLS, 1, 2, 1, false>, grid, block, a);
-        }
-};
-
-template <typename D, int NCOLS>
-struct int8_cols<D, NCOLS, true> {
-        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
-        {
-                gpu_launch_kernel(g, matvec_int8_cols_kernel<D, NCOLS>, grid, block, a);
-        }
-};
-
 /* The two kernel families, as types whose launch<NCOLS> starts the instance for D. */
 template <typename D>
 struct float_kernels {
@@ -245,21 +228,34 @@ struct float_kernels {
         }
 };
 
-/* Several columns: one row a warp, two chunks a step (the sweep's variants are for n = 1); two
- * columns of a K type in its one-column default shape (mv_default_of: two rows a group of two
- * warps, the same 4 rows a block). Measured on an H200 (docs/perf.md), 2 columns: Q4_K 19.8 ->
- * 16.3 us (4096 x 14336), 18.6 -> 15.0 (14336 x 4096); Q8_0 in its default shape got slower
- * (19.3 -> 26.1, 19.4 -> 20.3), so Q8_0 and Q4_0 keep one row a warp. */
-template <typename D, int NCOLS, bool IN_DEFAULT_SHAPE>
-struct int8_several {
+/* How a quantized type takes several columns (the sweep's shapes are for n = 1):
+ *  COLS_PLAIN   one row a warp, two chunks a step;
+ *  COLS_HELD    the same held to 64 registers (Q8_0, Q4_0: matvec_int8_cols_kernel);
+ *  COLS_2_ROWS  two columns of a K type in its one-column default shape (mv_default_of: two
+ *               rows a group of two warps, the same 4 rows a block). Measured on an H200
+ *               (docs/perf.md), 2 columns: Q4_K 19.8 -> 16.3 us (4096 x 14336), 18.6 -> 15.0
+ *               (14336 x 4096); Q8_0 in its default shape got slower (19.3 -> 26.1, 19.4 ->
+ *               20.3), so Q8_0 and Q4_0 keep one row a warp. */
+enum cols_shape { COLS_PLAIN, COLS_HELD, COLS_2_ROWS };
+
+template <typename D, int NCOLS, cols_shape SHAPE>
+struct int8_cols {
         static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
         {
-                int8_cols<D, NCOLS, D::CHUNK == 32>::launch(g, a, grid, block);
+                gpu_launch_kernel(g, matvec_int8_kernel<D, NCOLS, 1, 2, 1, false>, grid, block, a);
         }
 };
 
 template <typename D, int NCOLS>
-struct int8_several<D, NCOLS, true> {
+struct int8_cols<D, NCOLS, COLS_HELD> {
+        static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
+        {
+                gpu_launch_kernel(g, matvec_int8_cols_kernel<D, NCOLS>, grid, block, a);
+        }
+};
+
+template <typename D, int NCOLS>
+struct int8_cols<D, NCOLS, COLS_2_ROWS> {
         static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
         {
                 gpu_launch_kernel(g, matvec_int8_kernel<D, NCOLS, 2, 1, 2, false>, grid, block, a);
@@ -271,7 +267,8 @@ struct int8_kernels {
         template <int NCOLS>
         static void launch(const struct gpu_launch *g, const matvec_args &a, dim3 grid, dim3 block)
         {
-                int8_several<D, NCOLS, NCOLS == 2 && D::CHUNK == 64>::launch(g, a, grid, block);
+                constexpr cols_shape shape = D::CHUNK == 32 ? COLS_HELD : NCOLS == 2 ? COLS_2_ROWS : COLS_PLAIN;
+                int8_cols<D, NCOLS, shape>::launch(g, a, grid, block);
         }
 };
 

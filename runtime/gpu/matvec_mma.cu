@@ -234,7 +234,7 @@ static __device__ __forceinline__ void mma_chunk(const mmv_stage<D, NT> &s, uint
  * meanwhile, in the registers the staged step has left (measured on an H200: 1-3 us faster than
  * loading each step after the one before, docs/perf.md). */
 template <typename D, int WARPS, int NT>
-__global__ void __launch_bounds__(WARPS * 32, MMV_MIN_BLOCKS(WARPS)) matvec_mma_kernel(matvec_args a, uint32_t n_cols)
+__global__ void GPU_LAUNCH_BOUNDS(WARPS * 32, MMV_MIN_BLOCKS(WARPS)) matvec_mma_kernel(matvec_args a, uint32_t n_cols)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
         gpu_grid_begin();
@@ -329,17 +329,6 @@ static void mma_launch(const struct gpu_launch *g, const matvec_args &a, uint32_
         gpu_launch_kernel_shared(g, fn, dim3(n_tiles), dim3(32, warps), warps * mmv_stage<D, NT>::BYTES, a, n_cols);
 }
 
-/* Two tiles of columns for units of 32 only (Q6_K takes 8 columns a launch: matvec_mma_max_cols),
- * so that no instance of it is built unused. */
-template <typename D>
-static void mma_launch(const struct gpu_launch *g, const matvec_args &a, uint32_t n_cols, uint32_t n_tiles, uint32_t warps)
-{
-        if (n_cols > 8)
-                mma_launch<D, D::UNIT == 32 ? 2 : 1>(g, a, n_cols, n_tiles, warps);
-        else
-                mma_launch<D, 1>(g, a, n_cols, n_tiles, warps);
-}
-
 /* Warps a block: the fewest that give the device about 16 warps a multiprocessor (so that enough
  * loads are in flight), each warp 2 steps or more; g->mmv_warps when set (RIG_GPU_MMV). */
 static uint32_t mma_warps(const struct gpu_launch *g, uint32_t n_tiles, uint32_t n_chunks)
@@ -352,50 +341,65 @@ static uint32_t mma_warps(const struct gpu_launch *g, uint32_t n_tiles, uint32_t
         return warps;
 }
 
-/* Elements of a chunk of type (dot_int8.cuh): 32 for Q8_0 and Q4_0, 64 for the K types. */
-static uint32_t mma_chunk_elems(enum rig_type type)
+/* The launch of D's product: its block size, and two tiles of columns for units of 32 only (Q6_K
+ * takes 8 columns a launch, mma_table), so that no instance of it is built unused. */
+template <typename D>
+static void mma_launch(const struct gpu_launch *g, const matvec_args &a, uint32_t n_cols)
 {
-        return type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 ? 32 : 64;
+        uint32_t n_tiles = (a.n_rows + MMV_ROWS - 1) / MMV_ROWS;
+        uint32_t warps = mma_warps(g, n_tiles, a.n_in / D::CHUNK);
+        if (n_cols > 8)
+                mma_launch<D, D::UNIT == 32 ? 2 : 1>(g, a, n_cols, n_tiles, warps);
+        else
+                mma_launch<D, 1>(g, a, n_cols, n_tiles, warps);
 }
 
-/* Fewest columns taken here: this kernel's time hardly depends on the columns (all 8 of an mma
- * tile are computed), matvec.cu's grows with each. Measured on an H200 (docs/perf.md, 4096 x
- * 14336 and 14336 x 4096): the K types (chunks of 64) are faster here from 3 columns, Q8_0 and
- * Q4_0 from 5. */
-static uint32_t mma_min_cols(enum rig_type type)
+/* The types this kernel takes, and from how many columns to how many a launch. This kernel's
+ * time hardly depends on the columns (all 8 of an mma tile are computed), matvec.cu's grows
+ * with each: measured on an H200 (docs/perf.md, 4096 x 14336 and 14336 x 4096), the K types
+ * are faster here from 3 columns, Q8_0 and Q4_0 from 5. Q6_K takes 8 a launch: with 16 (4 units
+ * of 16 elements a chunk, each a pair of scales a column) its next step's loads did not fit the
+ * registers of two blocks a multiprocessor, and the spilled instance was slower than two
+ * launches of 8 (68.8 against 2 x 28.2 us). */
+struct mma_entry {
+        enum rig_type type;
+        uint32_t min_cols, max_cols;
+        void (*launch)(const struct gpu_launch *, const matvec_args &, uint32_t);
+};
+
+static const struct mma_entry mma_table[] = {
+        { RIG_TYPE_Q8_0, 5, MMV_MAX_COLS, mma_launch<dot_q8_0> },
+        { RIG_TYPE_Q4_0, 5, MMV_MAX_COLS, mma_launch<dot_q4_0> },
+        { RIG_TYPE_Q4_K, 3, MMV_MAX_COLS, mma_launch<dot_q4_k> },
+        { RIG_TYPE_Q5_K, 3, MMV_MAX_COLS, mma_launch<dot_q5_k> },
+        { RIG_TYPE_Q6_K, 3, 8, mma_launch<dot_q6_k> },
+};
+
+/* type's entry, where g takes tensor cores; else NULL. */
+static const struct mma_entry *mma_find(const struct gpu_launch *g, enum rig_type type)
 {
-        return mma_chunk_elems(type) == 32 ? 5 : 3;
+        for (size_t i = 0; i < sizeof(mma_table) / sizeof(mma_table[0]); i++)
+                if (mma_table[i].type == type)
+                        return gpu_takes_mma(g) ? &mma_table[i] : NULL;
+        return NULL;
 }
 
-/* Q6_K takes 8 columns a launch: with 16 (4 units of 16 elements a chunk, each a pair of scales
- * a column) its next step's loads did not fit the registers of two blocks a multiprocessor, and
- * the spilled instance was slower than two launches of 8 (H200: 68.8 against 2 x 28.2 us). */
 uint32_t matvec_mma_max_cols(const struct gpu_launch *g, enum rig_type type)
 {
-        bool has_kernel = type == RIG_TYPE_Q8_0 || type == RIG_TYPE_Q4_0 || type == RIG_TYPE_Q4_K ||
-                          type == RIG_TYPE_Q5_K || type == RIG_TYPE_Q6_K;
-        if (!has_kernel || !gpu_takes_mma(g))
-                return 0;
-        return type == RIG_TYPE_Q6_K ? 8 : MMV_MAX_COLS;
+        const struct mma_entry *e = mma_find(g, type);
+        return e ? e->max_cols : 0;
 }
 
 bool matvec_mma_takes(const struct gpu_launch *g, enum rig_type type, uint32_t n_cols)
 {
-        return n_cols >= mma_min_cols(type) && n_cols <= matvec_mma_max_cols(g, type);
+        const struct mma_entry *e = mma_find(g, type);
+        return e && n_cols >= e->min_cols && n_cols <= e->max_cols;
 }
 
 void matvec_mma_launch(const struct gpu_launch *g, enum rig_type type, const matvec_args &a, uint32_t n_cols)
 {
         RIG_ASSERT(matvec_mma_takes(g, type, n_cols), "tensor-core matvec of type %d, %u columns", (int)type, n_cols);
-        uint32_t n_tiles = (a.n_rows + MMV_ROWS - 1) / MMV_ROWS;
-        uint32_t warps = mma_warps(g, n_tiles, a.n_in / mma_chunk_elems(type));
-        switch (type) {
-        case RIG_TYPE_Q8_0: mma_launch<dot_q8_0>(g, a, n_cols, n_tiles, warps); break;
-        case RIG_TYPE_Q4_0: mma_launch<dot_q4_0>(g, a, n_cols, n_tiles, warps); break;
-        case RIG_TYPE_Q4_K: mma_launch<dot_q4_k>(g, a, n_cols, n_tiles, warps); break;
-        case RIG_TYPE_Q5_K: mma_launch<dot_q5_k>(g, a, n_cols, n_tiles, warps); break;
-        default: mma_launch<dot_q6_k>(g, a, n_cols, n_tiles, warps); break;
-        }
+        mma_find(g, type)->launch(g, a, n_cols);
 }
 
 #else /* no mma.sync */
