@@ -196,9 +196,6 @@ static int check_model(const struct rig_model *m, enum rig_type kv_type, char *e
         if (c->head_dim > GPU_MAX_HEAD_DIM || c->head_dim % 2 != 0 || c->n_head_kv == 0 || c->n_head % c->n_head_kv != 0)
                 return errmsg(err, err_size, -EINVAL, "attention of %u heads, %u KV heads of %u: the GPU takes even head "
                               "sizes up to %u and whole groups", c->n_head, c->n_head_kv, c->head_dim, GPU_MAX_HEAD_DIM);
-        if (c->n_embd > GPU_MAX_NORM)
-                return errmsg(err, err_size, -EINVAL, "an embedding of %u: the GPU's norms take up to %u", c->n_embd,
-                              GPU_MAX_NORM);
         if (kv_type == RIG_TYPE_Q8_0 && c->head_dim % QK8_0 != 0)
                 return errmsg(err, err_size, -EINVAL, "a q8_0 KV cache needs head size a multiple of 32, not %u", c->head_dim);
         int r = 0;
@@ -742,10 +739,37 @@ static void gpu_swiglu_op(struct rig_backend *b, float *out, const float *gate, 
         submit_simple(b, OP_SWIGLU, out, gate, up, n);
 }
 
+/* The residual add x += y moves into the product the step has just recorded when that product
+ * made y (forward.c's O and down projections): the product adds its result to x instead of
+ * writing y, and the norm after it only norms, over several blocks a row (norm.cu) — y is then
+ * never written (the backend contract: y is what add_rmsnorm consumes). Not when the product
+ * reads x (its rows would read outputs other rows have already added to). */
+static bool join_residual(struct gpu_backend *g, float *x, const float *y, uint32_t n, uint32_t n_rows)
+{
+        struct gpu_op *last = last_op(g);
+        if (!last || last->kind != OP_MATMUL || last->n != n_rows || last->a == x)
+                return false;
+        struct gpu_matmul_part *made = NULL;
+        for (uint32_t p = 0; p < last->n_parts; p++) {
+                if (last->parts[p].y == x)
+                        return false;
+                if (last->parts[p].y == y && last->parts[p].w.n_out == n)
+                        made = &last->parts[p];
+        }
+        if (!made || made->accumulate)
+                return false;
+        made->y = x;
+        made->accumulate = true;
+        return true;
+}
+
 static void gpu_add_rmsnorm_op(struct rig_backend *b, float *x, const float *y, float *out, const float *w, uint32_t n,
                                uint32_t n_rows)
 {
-        submit_norm(b, OP_ADD_RMSNORM, x, y, w, out, n, n_rows);
+        if (join_residual(to_gpu(b), x, y, n, n_rows))
+                submit_norm(b, OP_RMSNORM, NULL, x, w, out, n, n_rows);
+        else
+                submit_norm(b, OP_ADD_RMSNORM, x, y, w, out, n, n_rows);
 }
 
 /* The best of five device-to-device copies of 1 GiB, timed with events on the backend's stream:
@@ -920,15 +944,17 @@ fail:
         return r;
 }
 
-extern "C" void gpu_backend_last_step(struct rig_backend *b, size_t *n_ops, size_t *n_self_quantizing)
+extern "C" void gpu_backend_last_step(struct rig_backend *b, struct gpu_step_summary *out)
 {
         struct gpu_backend *g = to_gpu(b);
-        *n_ops = g->graph.n_ops;
-        *n_self_quantizing = 0;
+        memset(out, 0, sizeof(*out));
+        out->n_ops = g->graph.n_ops;
         for (size_t i = 0; i < g->graph.n_ops; i++) {
                 const struct gpu_op *op = (const struct gpu_op *)(g->graph.ops + i * g->graph.op_bytes);
                 if (op->kind == OP_MATMUL && op->quantize != GPU_ACT_NONE)
-                        (*n_self_quantizing)++;
+                        out->n_self_quantizing++;
+                if (op->kind == OP_ADD_RMSNORM)
+                        out->n_adding_apart++;
         }
 }
 

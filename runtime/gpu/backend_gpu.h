@@ -36,10 +36,15 @@ int gpu_backend_upload_weight(struct rig_backend *b, const struct rig_weight *w,
  * last. */
 bool gpu_matvec_shape(size_t i, uint32_t *rows, uint32_t *unroll, uint32_t *warps, uint32_t *prefetch);
 
-/* What the last step recorded, for the tests of its joins: its ops (matmuls joined into one
- * launch count once, as do joined ropes), and of its matmuls those that quantize their x
- * themselves (rather than the norm or swiglu that wrote it). */
-void gpu_backend_last_step(struct rig_backend *b, size_t *n_ops, size_t *n_self_quantizing);
+/* What the last step recorded, for the tests of its joins. */
+struct gpu_step_summary {
+        size_t n_ops;                   /* matmuls joined into one launch count once, as do joined ropes */
+        size_t n_self_quantizing;       /* matmuls that quantize their x themselves (not the norm or
+                                         * swiglu that wrote it) */
+        size_t n_adding_apart;          /* norms that add their residual themselves (not the product
+                                         * that made what is added) */
+};
+void gpu_backend_last_step(struct rig_backend *b, struct gpu_step_summary *out);
 
 /* NULL while the backend's steps run as graphs (or graphs are off by RIG_GPU_GRAPHS=0), else why
  * a step's capture failed: from then on its ops launch one by one, correct but slower, so the

@@ -124,11 +124,14 @@ void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const fl
 /* Most weights one matmul launch takes on the same activations (Q, K and V; gate and up). */
 #define GPU_MAX_PARTS 3
 
-/* One weight of several multiplied by the same x in one launch: y[j][n_out] = W x[j] (+ bias). */
+/* One weight of several multiplied by the same x in one launch: y[j][n_out] = W x[j] (+ bias),
+ * or with accumulate y[j] += that (a residual add joined into the product that makes what is
+ * added: each output is read and written by the one thread that sums it, so x must not be y). */
 struct gpu_matmul_part {
         struct rig_weight w;
         const float *bias;              /* [n_out] or NULL */
         float *y;                       /* [n_cols][n_out] */
+        bool accumulate;
 };
 
 /* gpu_matmul of n_parts (1..GPU_MAX_PARTS) weights of one type, n_in and row stride on the same
@@ -146,17 +149,14 @@ bool gpu_takes_mma(const struct gpu_launch *g);
  * weight byte is read once per 64 columns. Tensor cores (mma.sync) on NVIDIA devices of compute
  * capability 8.0 and later, dp4a elsewhere or when the environment has RIG_GPU_MMA=0 (read at
  * each call). gpu_matmul takes it from GPU_TILES_MIN_COLS columns on. */
-void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, const struct gpu_act *act, uint32_t n_cols,
-                      const float *bias, float *y);
+void gpu_matmul_tiles(const struct gpu_launch *g, const struct gpu_matmul_part *part, const struct gpu_act *act,
+                      uint32_t n_cols);
 
 /* out[i][n_in] = row batch.tokens[i] of the embedding e (GGUF layout) as float, i < batch.n. */
 void gpu_embed(const struct gpu_launch *g, const struct rig_weight *e, const struct gpu_batch *batch, float *out);
 
-/* Longest row the norms take (a thread holds up to 16 of its elements in registers). */
-#define GPU_MAX_NORM 16384
-
-/* out[r][n] = x[r] * w / rms(x[r]) for r < n_rows, the sum of squares in double as on the CPU;
- * n <= GPU_MAX_NORM. With q (else NULL), out also quantized into q->act. */
+/* out[r][n] = x[r] * w / rms(x[r]) for r < n_rows, the sum of squares in double as on the CPU.
+ * With q (else NULL), out also quantized into q->act. */
 void gpu_rmsnorm(const struct gpu_launch *g, float *out, const float *x, const float *w, uint32_t n, uint32_t n_rows,
                  float eps, const struct gpu_act_out *q);
 

@@ -68,6 +68,7 @@ struct tile_args {
         const float2 *xds;              /* [n_cols][n_in / 32] */
         const float *bias;              /* [n_out] or NULL (always NULL with more than one slice) */
         float *y;                       /* [slices][n_cols][n_out]: y itself, or the partial sums */
+        bool accumulate;                /* y += the product (gpu_matmul_part); false with more than one slice */
 };
 
 /* One step's operands in shared memory (40 KB: under the 48 KB of a static allocation); 16-byte
@@ -336,8 +337,11 @@ static __device__ __forceinline__ void tile_write(const tile_args &a, uint32_t r
                         dp4a_place(k, &row, &col);
                 row += row0;
                 col += col0;
-                if (row < a.n_out && col < a.n_cols)
-                        y[(size_t)col * a.n_out + row] = a.bias ? acc[k] + a.bias[row] : acc[k];
+                if (row >= a.n_out || col >= a.n_cols)
+                        continue;
+                float v = a.bias ? acc[k] + a.bias[row] : acc[k];
+                float *out = y + (size_t)col * a.n_out + row;
+                *out = a.accumulate ? *out + v : v;
         }
 }
 
@@ -370,10 +374,10 @@ __global__ void __launch_bounds__(TILE_THREADS, TILE_MIN_BLOCKS) matmul_tiles_ke
         tile_write<MMA>(a, row0, col0, acc);
 }
 
-/* y[i] = the sum of the n_slices partial sums part[k][i], k = 0, 1, ... in order, + bias[row];
- * i = col * n_out + row < n. */
+/* y[i] = the sum of the n_slices partial sums part[k][i], k = 0, 1, ... in order, + bias[row]
+ * (y[i] += that, with accumulate); i = col * n_out + row < n. */
 static __global__ void tile_sum_slices(const float *part, uint32_t n_slices, size_t n, uint32_t n_out,
-                                       const float *bias, float *y)
+                                       const float *bias, bool accumulate, float *y)
 {
         gpu_grid_begin();
         size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -382,7 +386,8 @@ static __global__ void tile_sum_slices(const float *part, uint32_t n_slices, siz
         float sum = part[i];
         for (uint32_t k = 1; k < n_slices; k++)
                 sum += part[k * n + i];
-        y[i] = bias ? sum + bias[i % n_out] : sum;
+        float v = bias ? sum + bias[i % n_out] : sum;
+        y[i] = accumulate ? y[i] + v : v;
 }
 
 /* ---- host ---- */
@@ -440,13 +445,14 @@ static uint32_t tile_slice_steps(const struct gpu_launch *g, uint32_t n_tiles, u
         return best;
 }
 
-/* y[n_outputs] = the sum of the n_slices partial sums in g->split_ws, + bias. */
+/* y[n_outputs] = the sum of the n_slices partial sums in g->split_ws, + bias (added to y, with
+ * accumulate). */
 static void tile_sum_launch(const struct gpu_launch *g, uint32_t n_slices, size_t n_outputs, uint32_t n_out,
-                            const float *bias, float *y)
+                            const float *bias, bool accumulate, float *y)
 {
         unsigned blocks = (unsigned)((n_outputs + TILE_SUM_THREADS - 1) / TILE_SUM_THREADS);
         gpu_launch_kernel(g, tile_sum_slices, dim3(blocks), dim3(TILE_SUM_THREADS), g->split_ws, n_slices, n_outputs,
-                          n_out, bias, y);
+                          n_out, bias, accumulate, y);
 }
 
 typedef void (*tile_launch_fn)(const struct gpu_launch *, const tile_args &, dim3);
@@ -483,9 +489,10 @@ bool gpu_takes_mma(const struct gpu_launch *g)
         return GPU_HAS_MMA_SYNC && g->cc_major >= 8 && !(env && strcmp(env, "0") == 0);
 }
 
-void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, const struct gpu_act *act, uint32_t n_cols,
-                      const float *bias, float *y)
+void gpu_matmul_tiles(const struct gpu_launch *g, const struct gpu_matmul_part *part, const struct gpu_act *act,
+                      uint32_t n_cols)
 {
+        const struct rig_weight *w = &part->w;
         const struct tile_entry *e = NULL;
         for (size_t i = 0; i < sizeof(tile_table) / sizeof(tile_table[0]); i++)
                 if (tile_table[i].type == w->type)
@@ -506,8 +513,9 @@ void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, co
         a.n_cols = n_cols;
         a.xq = act->q;
         a.xds = act->ds;
-        a.bias = bias;
-        a.y = y;
+        a.bias = part->bias;
+        a.y = part->y;
+        a.accumulate = part->accumulate;
         dim3 grid((w->n_out + TILE_ROWS - 1) / TILE_ROWS, (n_cols + TILE_COLS - 1) / TILE_COLS);
         uint32_t n_steps = (w->n_in + TILE_K - 1) / TILE_K;
         size_t n_outputs = (size_t)n_cols * w->n_out;
@@ -516,9 +524,10 @@ void gpu_matmul_tiles(const struct gpu_launch *g, const struct rig_weight *w, co
         if (grid.z > 1) {
                 a.bias = NULL;          /* added once, by the sum */
                 a.y = g->split_ws;
+                a.accumulate = false;
         }
         tile_launch_fn fn = e->mma && gpu_takes_mma(g) ? e->mma : e->dp4a;
         fn(g, a, grid);
         if (grid.z > 1)
-                tile_sum_launch(g, grid.z, n_outputs, w->n_out, bias, y);
+                tile_sum_launch(g, grid.z, n_outputs, w->n_out, part->bias, part->accumulate, part->y);
 }

@@ -455,7 +455,7 @@ void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *
         uint32_t tiles_from = g->tiles_min_cols ? g->tiles_min_cols : GPU_TILES_MIN_COLS;
         if (takes_act && n_cols >= tiles_from) {
                 for (uint32_t p = 0; p < n_parts; p++)  /* reads W once per 64 columns, not per 8 */
-                        gpu_matmul_tiles(g, &parts[p].w, act, n_cols, parts[p].bias, parts[p].y);
+                        gpu_matmul_tiles(g, &parts[p], act, n_cols);
                 return;
         }
         launch_fn fn = e->vec;
@@ -488,6 +488,7 @@ void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *
                         a.part[p].bias = parts[p].bias;
                         a.part[p].y = parts[p].y + (size_t)j * parts[p].w.n_out;
                         a.part[p].n_out = parts[p].w.n_out;
+                        a.part[p].accumulate = parts[p].accumulate;
                 }
                 a.n_parts = n_parts;
                 a.n_rows = n_rows;
@@ -509,6 +510,6 @@ void gpu_matmul_parts(const struct gpu_launch *g, const struct gpu_matmul_part *
 void gpu_matmul(const struct gpu_launch *g, const struct rig_weight *w, const float *x, const struct gpu_act *act,
                 uint32_t n_cols, const float *bias, float *y)
 {
-        struct gpu_matmul_part part = { *w, bias, y };
+        struct gpu_matmul_part part = { *w, bias, y, false };
         gpu_matmul_parts(g, &part, 1, x, act, n_cols);
 }

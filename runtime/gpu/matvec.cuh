@@ -13,6 +13,7 @@ struct matvec_part {
         const float *bias;              /* [n_out] or NULL */
         float *y;                       /* [n_cols][n_out] */
         uint32_t n_out;
+        bool accumulate;                /* y += the product (gpu_matmul_part) */
 };
 
 struct matvec_args {
@@ -34,6 +35,7 @@ struct row_target {
         const float *bias;
         float *y;
         uint32_t row, n_out;
+        bool accumulate;
 };
 
 static __device__ __forceinline__ row_target target_of(const matvec_args &a, uint32_t row)
@@ -48,16 +50,20 @@ static __device__ __forceinline__ row_target target_of(const matvec_args &a, uin
                         t.bias = a.part[p].bias;
                         t.y = a.part[p].y;
                         t.n_out = a.part[p].n_out;
+                        t.accumulate = a.part[p].accumulate;
                 }
                 first += a.part[p].n_out;
         }
         return t;
 }
 
-/* Writes column j of the row's result. */
+/* Writes column j of the row's result (adds it, for a part that accumulates: the CPU's residual
+ * add of the product's float result, the same rounding). */
 static __device__ __forceinline__ void store_target(const row_target &t, uint32_t j, float sum)
 {
-        t.y[(size_t)j * t.n_out + t.row] = t.bias ? sum + t.bias[t.row] : sum;
+        float v = t.bias ? sum + t.bias[t.row] : sum;
+        float *y = t.y + (size_t)j * t.n_out + t.row;
+        *y = t.accumulate ? *y + v : v;
 }
 
 /* Most columns one launch of the tensor-core matvec takes (two mma tiles of 8). */

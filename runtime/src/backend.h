@@ -59,7 +59,8 @@ struct rig_backend_ops {
         /* out[n] = silu(gate) * up. */
         void (*swiglu)(struct rig_backend *b, float *out, const float *gate, const float *up, uint32_t n);
         /* x[r] += y[r], then out[r] = x[r] * w / rms(x[r]) for the n_rows rows of n: the residual
-         * add and the norm after it in one pass over x. */
+         * add and the norm after it in one pass over x. y is consumed: inside a step, a backend
+         * may have the product that made y add it to x directly and leave y unwritten. */
         void (*add_rmsnorm)(struct rig_backend *b, float *x, const float *y, float *out, const float *w, uint32_t n,
                             uint32_t n_rows);
 

@@ -8,6 +8,7 @@
 #                                  matvec_int8; matvec_mma: the tensor-core one, at 8 columns)
 #   RIG_DEVICE_NCU_STEP=Q4_K_M     ncu's time of each kernel of a decode step of llama3-8b
 #   RIG_DEVICE_MODELS=0            no whole-model benchmarks
+#   RIG_DEVICE_MATVEC=0            no matvec benchmark (nor ggml's)
 #   RIG_DEVICE_MV="2,1,2,0 ..."    tg128 of both models with each of these matvec shapes (RIG_GPU_MV)
 set -u
 export LD_LIBRARY_PATH="$PWD/dev-bin/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -18,8 +19,8 @@ exec > "$OUT/log.txt" 2>&1
 nvidia-smi --query-gpu=name,memory.total,clocks.sm,clocks.mem,driver_version --format=csv
 echo "== op tests"; $B/test_gpu_ops_cuda > "$OUT/ops.txt" 2>&1; grep -E "FAIL|passed" "$OUT/ops.txt" | tail -20
 echo "== whole model"; RIG=$B/rig python3 tests/gpu/test_gpu_model.py 2>&1 | tail -30
-echo "== matvec bench"; $B/bench_gpu_matvec 2>&1
-if [ -x ggml-bin/test-backend-ops ]; then
+[ "${RIG_DEVICE_MATVEC:-1}" = 1 ] && { echo "== matvec bench"; $B/bench_gpu_matvec 2>&1; }
+if [ "${RIG_DEVICE_MATVEC:-1}" = 1 ] && [ -x ggml-bin/test-backend-ops ]; then
   echo "== ggml test-backend-ops, same card and sitting"
   LD_LIBRARY_PATH="$PWD/ggml-bin:/usr/local/cuda/lib64:$LD_LIBRARY_PATH" ggml-bin/test-backend-ops perf -o MUL_MAT -b CUDA0 \
     -p "type_a=(f16|q8_0|q4_0|q4_K|q5_K|q6_K),type_b=f32,m=4096,n=(1|8|512),k=14336," 2>&1 | grep -E "MUL_MAT|Backend"
