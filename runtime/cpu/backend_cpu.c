@@ -317,6 +317,15 @@ static double cpu_copy_bandwidth(struct rig_backend *b)
         return best;
 }
 
+/* x is host memory here: the sampler's own functions on it. */
+static int cpu_top_k(struct rig_backend *b, float *x, uint32_t n, uint32_t k, const int32_t *ids, uint32_t n_ids,
+                     float penalty, struct rig_candidate *out)
+{
+        rig_penalize(x, n, ids, n_ids, penalty);
+        rig_top_k(x, n, k, out);
+        return 0;
+}
+
 static const struct rig_backend_ops cpu_ops = {
         .name = "cpu",
         .free = cpu_free,
@@ -332,6 +341,7 @@ static const struct rig_backend_ops cpu_ops = {
         .swiglu = cpu_swiglu,
         .add_rmsnorm = cpu_add_rmsnorm,
         .copy_bandwidth = cpu_copy_bandwidth,
+        .top_k = cpu_top_k,
 };
 
 static uint32_t max3(uint32_t a, uint32_t b, uint32_t c)

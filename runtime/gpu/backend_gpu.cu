@@ -806,6 +806,21 @@ static double gpu_copy_bandwidth(struct rig_backend *b)
         return best;
 }
 
+/* The row's best k found on the device, only they copied back (struct rig_backend_ops.top_k). */
+static int gpu_top_k_op(struct rig_backend *b, float *x, uint32_t n, uint32_t k, const int32_t *ids, uint32_t n_ids,
+                        float penalty, struct rig_candidate *out)
+{
+        struct gpu_backend *g = to_gpu(b);
+        gpu_end_batch(b);               /* the step that wrote x runs first */
+        if (!gpu_top_k_takes(&g->launch, n, k, n_ids))
+                return -ENOTSUP;
+        const struct rig_candidate *best = gpu_top_k(&g->launch, x, n, k, ids, n_ids, penalty);
+        check_launch(g, "top_k");
+        note_error(g, cudaMemcpyAsync(out, best, k * sizeof(*out), cudaMemcpyDeviceToHost, g->launch.stream), "top_k");
+        note_error(g, cudaStreamSynchronize(g->launch.stream), "top_k");
+        return g->error == cudaSuccess ? 0 : -EIO;
+}
+
 static const struct rig_backend_ops gpu_ops = {
         GPU_VENDOR_NAME,
         gpu_free,
@@ -821,6 +836,7 @@ static const struct rig_backend_ops gpu_ops = {
         gpu_swiglu_op,
         gpu_add_rmsnorm_op,
         gpu_copy_bandwidth,
+        gpu_top_k_op,
 };
 
 /* ---- entry points ---- */

@@ -5,6 +5,7 @@
 
 #include "vendor.h"
 #include "layout.h"
+#include "top_k.h"
 
 struct gpu_launch {
         cudaStream_t stream;
@@ -182,3 +183,15 @@ void gpu_add_rmsnorm(const struct gpu_launch *g, float *x, const float *y, float
 /* out[n] = silu(gate) * up; with q (else NULL), out also quantized into q->act. */
 void gpu_swiglu(const struct gpu_launch *g, float *out, const float *gate, const float *up, uint32_t n,
                 const struct gpu_act_out *q);
+
+/* Most penalized ids gpu_top_k takes (a longer penalty window: the caller finds the best itself). */
+#define GPU_TOPK_MAX_IDS 256
+
+/* Whether gpu_top_k takes the best k of a row of n after n_ids penalized ids: k at most 4096
+ * over the row's slices of 4096 (k <= 128 for a 128k vocabulary), and the scratch holds them. */
+bool gpu_top_k_takes(const struct gpu_launch *g, uint32_t n, uint32_t k, uint32_t n_ids);
+
+/* The repetition penalty on x[n] (rig_penalize of ids, in place), then its best k, best first
+ * (top_k.h's order): where they will be, in g->split_ws (device memory), once the launches run. */
+const struct rig_candidate *gpu_top_k(const struct gpu_launch *g, float *x, uint32_t n, uint32_t k, const int32_t *ids,
+                                      uint32_t n_ids, float penalty);

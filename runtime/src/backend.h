@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "model.h"
+#include "top_k.h"
 
 struct rig_backend;
 
@@ -68,6 +69,14 @@ struct rig_backend_ops {
          * ceiling of a decoder that streams every weight byte once per token (rig bench). 0 when
          * it could not be measured. */
         double (*copy_bandwidth)(struct rig_backend *b);
+
+        /* The k best logits of the row x[n] (backend memory) after the repetition penalty
+         * (rig_penalize of the n_ids ids, on x in place), best first (rig_top_k's order), into out
+         * (host memory), after every op before it has run: what a draw needs, without the whole
+         * row coming back. 0, -EIO (as read), or -ENOTSUP where the backend does not find this
+         * many (the caller reads the row and finds them itself). NULL: never. */
+        int (*top_k)(struct rig_backend *b, float *x, uint32_t n, uint32_t k, const int32_t *ids, uint32_t n_ids,
+                     float penalty, struct rig_candidate *out);
 };
 
 struct rig_backend {

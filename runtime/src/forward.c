@@ -109,7 +109,8 @@ static bool batch_is_valid(const struct rig_session *s, const struct rig_batch *
         return true;
 }
 
-int session_eval_batch(struct rig_session *s, const struct rig_batch *batch, bool all_logits)
+/* session_eval_batch up to its logits, which stay in s->out (backend memory). */
+static int run_batch(struct rig_session *s, const struct rig_batch *batch, bool all_logits)
 {
         const struct rig_model *m = s->model;
         const struct rig_config *c = &m->cfg;
@@ -132,7 +133,54 @@ int session_eval_batch(struct rig_session *s, const struct rig_batch *batch, boo
         }
         o->matmul(b, &m->output, s->xn + (size_t)first_out * c->n_embd, s->n_logits, NULL, s->out);
         o->end_batch(b);
-        return o->read(b, s->logits, s->out, (size_t)s->n_logits * c->n_vocab);
+        return 0;
+}
+
+int session_eval_batch(struct rig_session *s, const struct rig_batch *batch, bool all_logits)
+{
+        int r = run_batch(s, batch, all_logits);
+        if (r < 0)
+                return r;
+        return s->backend->ops->read(s->backend, s->logits, s->out, (size_t)s->n_logits * s->model->cfg.n_vocab);
+}
+
+int session_eval_top_k(struct rig_session *s, const struct rig_batch *batch, uint32_t k, const int32_t *ids,
+                       uint32_t n_ids, float penalty, struct rig_candidate *cand)
+{
+        struct rig_backend *b = s->backend;
+        uint32_t n_vocab = s->model->cfg.n_vocab;
+        if (k == 0 || k > n_vocab)
+                return -EINVAL;
+        int r = run_batch(s, batch, false);
+        if (r < 0)
+                return r;
+        r = b->ops->top_k ? b->ops->top_k(b, s->out, n_vocab, k, ids, n_ids, penalty, cand) : -ENOTSUP;
+        if (r != -ENOTSUP)
+                return r;
+        if ((r = b->ops->read(b, s->logits, s->out, n_vocab)) < 0)
+                return r;
+        rig_penalize(s->logits, n_vocab, ids, n_ids, penalty);
+        rig_top_k(s->logits, n_vocab, k, cand);
+        return 0;
+}
+
+int session_eval_sample(struct rig_session *s, int32_t token, uint32_t pos, struct sampler *smp, int32_t *next)
+{
+        size_t k = sampler_top_needed(smp);
+        uint32_t seq = 0;
+        struct rig_batch batch = { 1, &token, &pos, &seq };
+        int r;
+        if (k == 0) {
+                if ((r = session_eval_batch(s, &batch, false)) == 0)
+                        *next = sampler_sample(smp, s->logits);
+                return r;
+        }
+        float penalty;
+        size_t n_ids = sampler_penalized(smp, smp->recent_ids, &penalty);
+        r = session_eval_top_k(s, &batch, (uint32_t)k, smp->recent_ids, (uint32_t)n_ids, penalty, smp->cand);
+        if (r == 0)
+                *next = sampler_sample_top(smp, smp->cand, k);
+        return r;
 }
 
 int session_eval(struct rig_session *s, int32_t token, uint32_t pos)

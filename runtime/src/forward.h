@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "backend.h"
+#include "sampler.h"
 
 struct rig_session {
         struct rig_backend *backend;
@@ -42,6 +43,18 @@ int session_eval_batch(struct rig_session *s, const struct rig_batch *batch, boo
 
 /* One token of sequence 0: session_eval_batch of a batch of one. */
 int session_eval(struct rig_session *s, int32_t token, uint32_t pos);
+
+/* session_eval_batch of the batch's last token, but instead of its logits the k best of them
+ * (k <= n_vocab) after the repetition penalty of ids (rig_penalize), best first, in cand: found
+ * by the backend (a GPU sends back only those) or, where it does not, on the host. s->logits
+ * is not written. Errors as session_eval_batch. */
+int session_eval_top_k(struct rig_session *s, const struct rig_batch *batch, uint32_t k, const int32_t *ids,
+                       uint32_t n_ids, float penalty, struct rig_candidate *cand);
+
+/* session_eval of token, then the next token drawn by smp into *next: from the best few logits
+ * where the draw needs only those (sampler_top_needed: session_eval_top_k), else from the whole
+ * row. The same token as session_eval and sampler_sample on s->logits. */
+int session_eval_sample(struct rig_session *s, int32_t token, uint32_t pos, struct sampler *smp, int32_t *next);
 
 /* Tokens [0, n) of ids at positions start_pos.. of sequence 0, n_batch at a time; in s->logits
  * the last step's as session_eval_batch leaves them (all its tokens', or the last one's). Errors

@@ -52,9 +52,11 @@ int sampler_init(struct sampler *s, const struct sampler_params *p, size_t n_voc
         for (int i = 0; i < 4; i++)
                 s->rng[i] = splitmix64(&seed);
         s->cand = malloc(n_vocab * sizeof(*s->cand));
-        if (p->repeat_last_n > 0)
+        if (p->repeat_last_n > 0) {
                 s->recent = malloc((size_t)p->repeat_last_n * sizeof(*s->recent));
-        if (!s->cand || (p->repeat_last_n > 0 && !s->recent)) {
+                s->recent_ids = malloc((size_t)p->repeat_last_n * sizeof(*s->recent_ids));
+        }
+        if (!s->cand || (p->repeat_last_n > 0 && (!s->recent || !s->recent_ids))) {
                 sampler_free(s);
                 return -ENOMEM;
         }
@@ -65,8 +67,10 @@ void sampler_free(struct sampler *s)
 {
         free(s->cand);
         free(s->recent);
+        free(s->recent_ids);
         s->cand = NULL;
         s->recent = NULL;
+        s->recent_ids = NULL;
 }
 
 void sampler_accept(struct sampler *s, int32_t id)
@@ -79,105 +83,52 @@ void sampler_accept(struct sampler *s, int32_t id)
                 s->n_recent++;
 }
 
-static void apply_penalty(struct sampler *s, float *logits)
+size_t sampler_penalized(const struct sampler *s, int32_t *ids, float *penalty)
 {
+        *penalty = s->p.repeat_penalty;
         if (s->p.repeat_penalty == 1.0f)
-                return;
+                return 0;
+        size_t n = 0;
         for (size_t i = 0; i < s->n_recent; i++) {
-                int32_t id = s->recent[i];
-                if (id < 0 || (size_t)id >= s->n_vocab)
-                        continue;
-                float *l = &logits[id];
-                /* a token repeated twice in the window is penalized once, as llama.cpp does */
+                /* a token repeated in the window is penalized once, as llama.cpp does */
                 bool is_seen = false;
-                for (size_t j = 0; j < i; j++)
-                        is_seen |= s->recent[j] == id;
+                for (size_t j = 0; j < n; j++)
+                        is_seen |= ids[j] == s->recent[i];
                 if (!is_seen)
-                        *l = *l > 0 ? *l / s->p.repeat_penalty : *l * s->p.repeat_penalty;
+                        ids[n++] = s->recent[i];
         }
+        return n;
 }
 
-static int32_t argmax(const float *logits, size_t n)
+size_t sampler_top_needed(const struct sampler *s)
 {
-        size_t best = 0;
-        for (size_t i = 1; i < n; i++)
-                if (logits[i] > logits[best])
-                        best = i;
-        return (int32_t)best;
-}
-
-static int by_logit_desc(const void *a, const void *b)
-{
-        float x = ((const struct sampler_candidate *)a)->logit, y = ((const struct sampler_candidate *)b)->logit;
-        if (x != y)
-                return x < y ? 1 : -1;
-        return ((const struct sampler_candidate *)a)->id - ((const struct sampler_candidate *)b)->id;
-}
-
-/* Lower logit first (the heap's root is the weakest of the kept top-k); ties by higher id. */
-static bool weaker(const struct sampler_candidate *a, const struct sampler_candidate *b)
-{
-        return a->logit < b->logit || (a->logit == b->logit && a->id > b->id);
-}
-
-static void sift_down(struct sampler_candidate *h, size_t n, size_t i)
-{
-        for (;;) {
-                size_t l = 2 * i + 1, r = l + 1, m = i;
-                if (l < n && weaker(&h[l], &h[m]))
-                        m = l;
-                if (r < n && weaker(&h[r], &h[m]))
-                        m = r;
-                if (m == i)
-                        return;
-                struct sampler_candidate t = h[i];
-                h[i] = h[m];
-                h[m] = t;
-                i = m;
-        }
-}
-
-/* The candidates in descending logit order: all of them, or with top-k only the k best, found
- * with a k-element min-heap (a 128k vocabulary sorted per token would cost milliseconds). */
-static size_t collect_candidates(struct sampler *s, const float *logits)
-{
-        size_t n = s->n_vocab, k = s->p.top_k > 0 && (size_t)s->p.top_k < n ? (size_t)s->p.top_k : n;
-        if (k == n) {
-                for (size_t i = 0; i < n; i++)
-                        s->cand[i] = (struct sampler_candidate){ (int32_t)i, logits[i] };
-                qsort(s->cand, n, sizeof(*s->cand), by_logit_desc);
-                return n;
-        }
-        for (size_t i = 0; i < k; i++)
-                s->cand[i] = (struct sampler_candidate){ (int32_t)i, logits[i] };
-        for (size_t i = k / 2; i-- > 0; )
-                sift_down(s->cand, k, i);
-        for (size_t i = k; i < n; i++) {
-                struct sampler_candidate c = { (int32_t)i, logits[i] };
-                if (weaker(&s->cand[0], &c)) {
-                        s->cand[0] = c;
-                        sift_down(s->cand, k, 0);
-                }
-        }
-        qsort(s->cand, k, sizeof(*s->cand), by_logit_desc);
-        return k;
+        if (s->p.temperature <= 0.0f)
+                return 1;
+        return s->p.top_k > 0 ? ((size_t)s->p.top_k < s->n_vocab ? (size_t)s->p.top_k : s->n_vocab) : 0;
 }
 
 int32_t sampler_sample(struct sampler *s, float *logits)
 {
-        apply_penalty(s, logits);
-        if (s->p.temperature <= 0.0f)
-                return argmax(logits, s->n_vocab);
+        float penalty;
+        size_t n_ids = sampler_penalized(s, s->recent_ids, &penalty);
+        rig_penalize(logits, s->n_vocab, s->recent_ids, n_ids, penalty);
+        size_t n = sampler_top_needed(s);
+        n = rig_top_k(logits, s->n_vocab, n ? n : s->n_vocab, s->cand);
+        return sampler_sample_top(s, s->cand, n);
+}
 
-        size_t n = collect_candidates(s, logits);
+int32_t sampler_sample_top(struct sampler *s, const struct rig_candidate *cand, size_t n)
+{
+        if (s->p.temperature <= 0.0f)
+                return cand[0].id;
 
         /* probabilities at temperature 1 for the cut-offs, as the reference chain does */
-        double mx = s->cand[0].logit, sum = 0.0;
+        double mx = cand[0].logit, sum = 0.0;
         double *prob = malloc(n * sizeof(*prob));
         if (!prob)
-                return s->cand[0].id;
+                return cand[0].id;
         for (size_t i = 0; i < n; i++)
-                sum += prob[i] = exp(s->cand[i].logit - mx);
+                sum += prob[i] = exp(cand[i].logit - mx);
         if (s->p.top_p < 1.0f) {
                 double cum = 0.0;
                 for (size_t i = 0; i < n; i++) {
@@ -197,13 +148,13 @@ int32_t sampler_sample(struct sampler *s, float *logits)
 
         sum = 0.0;
         for (size_t i = 0; i < n; i++)
-                sum += prob[i] = exp((s->cand[i].logit - mx) / s->p.temperature);
+                sum += prob[i] = exp((cand[i].logit - mx) / s->p.temperature);
         double r = (double)(next_u64(s->rng) >> 11) * 0x1.0p-53 * sum;
-        int32_t chosen = s->cand[n - 1].id;
+        int32_t chosen = cand[n - 1].id;
         for (size_t i = 0; i < n; i++) {
                 r -= prob[i];
                 if (r < 0) {
-                        chosen = s->cand[i].id;
+                        chosen = cand[i].id;
                         break;
                 }
         }

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "top_k.h"
+
 struct sampler_params {
         float temperature;              /* 0 = greedy */
         int top_k;                      /* 0 = off */
@@ -21,8 +23,9 @@ struct sampler {
         struct sampler_params p;
         uint64_t rng[4];                /* xoshiro256** state */
         int32_t *recent;                /* ring of the last repeat_last_n tokens */
+        int32_t *recent_ids;            /* scratch: their distinct ids (sampler_penalized) */
         size_t n_recent, head;
-        struct sampler_candidate { int32_t id; float logit; } *cand;
+        struct rig_candidate *cand;
         size_t n_vocab;
 };
 
@@ -35,3 +38,16 @@ void sampler_accept(struct sampler *s, int32_t id);
 
 /* Picks a token; logits are modified (penalties applied). */
 int32_t sampler_sample(struct sampler *s, float *logits);
+
+/* The same draw in two halves, for a caller whose logits are elsewhere (a GPU's memory): it
+ * applies the penalty (rig_penalize with sampler_penalized's ids and penalty) and finds the
+ * sampler_top_needed best (rig_top_k), and sampler_sample_top picks from those: the token
+ * sampler_sample would pick from the whole row, the generator advanced alike.
+ * sampler_top_needed: 1 when greedy, top_k when the draw cuts there, 0 when it needs the whole
+ * row (top_k off and a temperature above 0: use sampler_sample). */
+size_t sampler_top_needed(const struct sampler *s);
+/* The distinct recent tokens the penalty applies to (at most repeat_last_n, into ids), and the
+ * penalty; 0 when it is off. */
+size_t sampler_penalized(const struct sampler *s, int32_t *ids, float *penalty);
+/* cand: the n best of the penalized logits, best first (rig_top_k's order); n >= 1. */
+int32_t sampler_sample_top(struct sampler *s, const struct rig_candidate *cand, size_t n);

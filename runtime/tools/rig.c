@@ -462,8 +462,8 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
         int n_gen = 0;
         double t1 = now_s();
         uint32_t pos = (uint32_t)n;
+        int32_t next = r == 0 ? sampler_sample(&smp, s->logits) : 0;
         while (r == 0 && n_gen < o->n_predict) {
-                int32_t next = sampler_sample(&smp, s->logits);
                 sampler_accept(&smp, next);
                 n_gen++;
                 if (tokenizer_is_eog(tok, next))
@@ -482,7 +482,8 @@ static int generate(struct rig_model *m, struct rig_tokenizer *tok, const struct
                         fwrite(buf, 1, (size_t)k, stdout);
                         fflush(stdout);
                 }
-                if (n_gen < o->n_predict && (r = session_eval(s, next, pos)) < 0)
+                /* the next token's draw: on a GPU only the few logits it needs come back */
+                if (n_gen < o->n_predict && (r = session_eval_sample(s, next, pos, &smp, &next)) < 0)
                         report_eval_error(s, r, pos, 1);
                 pos++;
         }

@@ -1072,6 +1072,63 @@ static void test_elementwise_all(void)
         model_spec_free(m);
 }
 
+
+/* ---- top_k: exactly the host's rig_penalize and rig_top_k ---- */
+
+/* The best k of a row of n with few distinct values (ties everywhere: the order among equals is
+ * by id), after penalizing n_ids ids (some outside the row: skipped); or, where the kernels do
+ * not take that many, -ENOTSUP (the session then reads the row). */
+static void test_top_k(struct rig_backend *b, uint32_t n, uint32_t k, uint32_t n_ids, bool is_taken)
+{
+        float *x = random_floats(n);
+        for (uint32_t i = 0; i < n; i++)
+                x[i] = roundf(x[i] * 16.0f) / 16.0f;
+        int32_t *ids = malloc((n_ids + 1) * sizeof(*ids));
+        for (uint32_t i = 0; i < n_ids; i++)
+                ids[i] = i % 7 == 6 ? (int32_t)(n + i) : (int32_t)((i * 2654435761u) % n);
+        struct rig_candidate *got = calloc(k, sizeof(*got)), *want = calloc(k, sizeof(*want));
+        float *dx = upload(b, x, (size_t)n * sizeof(float));
+        double err = NAN;
+        if (dx) {
+                int r = b->ops->top_k(b, dx, n, k, ids, n_ids, 1.3f, got);
+                rig_penalize(x, n, ids, n_ids, 1.3f);
+                rig_top_k(x, n, k, want);
+                if (r == (is_taken ? 0 : -ENOTSUP))
+                        err = 0;
+                for (uint32_t i = 0; is_taken && r == 0 && i < k; i++)
+                        if (got[i].id != want[i].id || got[i].logit != want[i].logit)
+                                err += 1;       /* candidates out of place */
+        }
+        char shape[64];
+        snprintf(shape, sizeof(shape), "best %u of %u, %u penalized%s", k, n, n_ids, is_taken ? "" : ": refused");
+        report(b, "top_k", shape, err, 0.0);
+        free(x);
+        free(ids);
+        free(got);
+        free(want);
+}
+
+static void test_top_k_all(void)
+{
+        struct rig_model *m = model_from_spec(&default_spec);
+        struct rig_backend *b = backend_for(m, 16, RIG_TYPE_F32);
+        if (!b) {
+                model_spec_free(m);
+                return;
+        }
+        test_top_k(b, 128256, 1, 0, true);      /* greedy over llama3's vocabulary */
+        test_top_k(b, 128256, 40, 64, true);    /* the default chain's 40, its window of 64 */
+        test_top_k(b, 128256, 128, 10, true);   /* the most a 128k row gives: 32 slices x 128 */
+        test_top_k(b, 151936, 100, 5, true);    /* qwen2's vocabulary, a partial last slice */
+        test_top_k(b, 1000, 40, 3, true);
+        test_top_k(b, 5, 5, 1, true);
+        test_top_k(b, 4096, 4096, 0, true);     /* one slice, all of it */
+        test_top_k(b, 128256, 129, 0, false);
+        test_top_k(b, 1000, 40, 300, false);    /* a window longer than the kernels take */
+        b->ops->free(b);
+        model_spec_free(m);
+}
+
 /* ---- backend errors ---- */
 
 /* A model or KV type the GPU does not take is refused with -EINVAL and a sentence. */
@@ -1106,6 +1163,7 @@ int main(void)
         test_rope(RIG_ROPE_NORMAL, true, 64, 1);
         test_rope(RIG_ROPE_NEOX, true, 128, 8);
         test_attention_all();
+        test_top_k_all();
         test_refused(&default_spec, RIG_TYPE_Q4_K, "kv q4_K refused");
         printf("%d passed, %d failed\n", n_passed, n_failed);
         return n_failed ? 1 : 0;

@@ -202,6 +202,53 @@ static void test_batches_it_cannot_run_are_refused(void **state)
         assert_int_equal(cpu_backend_new(f->model, N_CTX, 0, RIG_TYPE_F16, 1, &b), -EINVAL);
 }
 
+/* Generation with the draw made from the backend's few best logits (session_eval_sample) picks
+ * the tokens session_eval and sampler_sample on the whole row pick — greedy, the default chain
+ * with a repetition penalty, a chain that needs the whole row — and so it does where the backend
+ * has no top_k (the row read back, its best found on the host). */
+static void test_draws_from_the_best_few_equal_draws_from_the_row(void **state)
+{
+        const struct fixture *f = *state;
+        struct sampler_params sets[3];
+        for (int k = 0; k < 3; k++) {
+                sampler_defaults(&sets[k]);
+                sets[k].seed = 11 + k;
+                sets[k].repeat_penalty = 1.3f;
+                sets[k].repeat_last_n = 4;
+        }
+        sets[0].temperature = 0.0f;
+        sets[1].temperature = 1.5f;     /* the synth model's logits are flat: cut-offs matter */
+        sets[2].top_k = 0;
+        for (int set = 0; set < 3; set++) {
+                for (int has_top_k = 0; has_top_k < 2; has_top_k++) {
+                        struct rig_session *sa = new_session(f, 1, 1), *sb = new_session(f, 1, 1);
+                        struct rig_backend_ops no_top_k = *sb->backend->ops;
+                        no_top_k.top_k = NULL;
+                        if (!has_top_k)
+                                sb->backend->ops = &no_top_k;
+                        struct sampler a, b;
+                        assert_int_equal(sampler_init(&a, &sets[set], f->n_vocab), 0);
+                        assert_int_equal(sampler_init(&b, &sets[set], f->n_vocab), 0);
+                        int32_t ta = 1, tb = 1, distinct = 0, first = -1;
+                        for (uint32_t pos = 0; pos < N_CTX; pos++) {
+                                assert_int_equal(session_eval(sa, ta, pos), 0);
+                                ta = sampler_sample(&a, sa->logits);
+                                assert_int_equal(session_eval_sample(sb, tb, pos, &b, &tb), 0);
+                                assert_int_equal(tb, ta);
+                                sampler_accept(&a, ta);
+                                sampler_accept(&b, tb);
+                                distinct += first != ta;
+                                first = pos == 0 ? ta : first;
+                        }
+                        assert_true(set == 0 || distinct > 1);  /* the draws did vary */
+                        sampler_free(&a);
+                        sampler_free(&b);
+                        session_free(sa);
+                        session_free(sb);
+                }
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -209,6 +256,8 @@ int main(void)
                 cmocka_unit_test_setup_teardown(test_sequences_decoded_together_equal_each_alone, setup_llama, teardown),
                 cmocka_unit_test_setup_teardown(test_sequences_decoded_together_equal_each_alone, setup_qwen2, teardown),
                 cmocka_unit_test_setup_teardown(test_batches_it_cannot_run_are_refused, setup_llama, teardown),
+                cmocka_unit_test_setup_teardown(test_draws_from_the_best_few_equal_draws_from_the_row, setup_llama,
+                                                teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

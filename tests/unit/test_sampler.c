@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -167,6 +168,95 @@ static void test_top_k_over_a_large_vocabulary_draws_only_the_k_best(void **stat
         sampler_free(&s);
 }
 
+/* Logits with many ties (quarters in [-8, 8)), from a fixed generator. */
+static void tied_logits(uint32_t *state, float *x, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                *state = *state * 1664525u + 1013904223u;
+                x[i] = (float)((int)(*state >> 16) % 64 - 32) * 0.25f;
+        }
+}
+
+static int by_rank(const void *a, const void *b)
+{
+        const struct rig_candidate *x = a, *y = b;
+        if (x->logit != y->logit)
+                return x->logit > y->logit ? -1 : 1;
+        return x->id < y->id ? -1 : 1;
+}
+
+/* rig_top_k is the head of the whole row sorted (ties: the lower id first), for every k. */
+static void test_top_k_is_the_head_of_the_sorted_row(void **state)
+{
+        enum { N = 1000 };
+        static float x[N];
+        static struct rig_candidate sorted[N], got[N];
+        uint32_t seed = 9;
+        tied_logits(&seed, x, N);
+        for (int i = 0; i < N; i++)
+                sorted[i] = (struct rig_candidate){ i, x[i] };
+        qsort(sorted, N, sizeof(sorted[0]), by_rank);
+        static const size_t ks[] = { 1, 2, 40, 999, 1000, 1500 };
+        for (size_t t = 0; t < sizeof(ks) / sizeof(ks[0]); t++) {
+                size_t n = rig_top_k(x, N, ks[t], got);
+                assert_int_equal(n, ks[t] < N ? ks[t] : N);
+                for (size_t i = 0; i < n; i++) {
+                        assert_int_equal(got[i].id, sorted[i].id);
+                        assert_true(got[i].logit == sorted[i].logit);
+                }
+        }
+}
+
+/* The draw in two halves (the caller penalizes and finds the best, as a GPU backend does on the
+ * device; sampler_sample_top picks) is sampler_sample's draw, token for token, for greedy and
+ * cut-off chains, with a penalty window that fills and wraps. */
+static void test_split_draw_is_the_same_draw(void **state)
+{
+        enum { V = 500, STEPS = 300 };
+        struct sampler_params sets[5];
+        sets[0] = params(0.0f, 40, 0.95f, 0.05f, 1);
+        sets[1] = params(0.8f, 40, 0.95f, 0.05f, 2);
+        sets[2] = params(1.0f, 1, 1.0f, 0.0f, 3);
+        sets[3] = params(1.5f, 5, 0.5f, 0.0f, 4);
+        sets[4] = params(1.0f, 700, 1.0f, 0.02f, 5);    /* top_k past the vocabulary: all of it */
+        for (int k = 0; k < 5; k++) {
+                sets[k].repeat_penalty = 1.3f;
+                sets[k].repeat_last_n = 8;
+        }
+        for (int set = 0; set < 5; set++) {
+                struct sampler a, b;
+                assert_int_equal(sampler_init(&a, &sets[set], V), 0);
+                assert_int_equal(sampler_init(&b, &sets[set], V), 0);
+                uint32_t seed = 77 + set;
+                for (int step = 0; step < STEPS; step++) {
+                        static float x[V], la[V], lb[V];
+                        static struct rig_candidate cand[V];
+                        int32_t ids[8];
+                        float penalty;
+                        tied_logits(&seed, x, V);
+                        memcpy(la, x, sizeof(x));
+                        memcpy(lb, x, sizeof(x));
+                        int32_t want = sampler_sample(&a, la);
+                        size_t k = sampler_top_needed(&b);
+                        assert_true(k >= 1);
+                        size_t n_ids = sampler_penalized(&b, ids, &penalty);
+                        rig_penalize(lb, V, ids, n_ids, penalty);
+                        size_t n = rig_top_k(lb, V, k, cand);
+                        assert_int_equal(sampler_sample_top(&b, cand, n), want);
+                        sampler_accept(&a, want);
+                        sampler_accept(&b, want);
+                }
+                sampler_free(&a);
+                sampler_free(&b);
+        }
+        /* a temperature without top-k needs the whole row */
+        struct sampler c;
+        struct sampler_params p = params(1.0f, 0, 0.9f, 0.0f, 1);
+        assert_int_equal(sampler_init(&c, &p, V), 0);
+        assert_int_equal(sampler_top_needed(&c), 0);
+        sampler_free(&c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -178,6 +268,8 @@ int main(void)
                 cmocka_unit_test(test_same_seed_same_draws),
                 cmocka_unit_test(test_repetition_penalty_divides_positive_and_multiplies_negative),
                 cmocka_unit_test(test_top_k_over_a_large_vocabulary_draws_only_the_k_best),
+                cmocka_unit_test(test_top_k_is_the_head_of_the_sorted_row),
+                cmocka_unit_test(test_split_draw_is_the_same_draw),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
