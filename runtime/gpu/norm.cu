@@ -32,6 +32,10 @@ __global__ void __launch_bounds__(NORM_THREADS) norm_kernel(norm_args a)
         gpu_grid_begin();
         size_t row = (size_t)blockIdx.y * a.n;
         float *x = a.x + row;
+        uint32_t first = blockIdx.x * a.slice, end = a.n - first < a.slice ? a.n : first + a.slice;
+        /* the norm weight of the thread's first element, asked for now: it comes from DRAM (each
+         * layer has its own) while the row is summed, not after */
+        float w0 = first + threadIdx.x < end ? a.w[first + threadIdx.x] : 0.0f;
         double ss = 0.0;
 #pragma unroll 8
         for (uint32_t i = threadIdx.x; i < a.n; i += NORM_THREADS) {
@@ -44,11 +48,11 @@ __global__ void __launch_bounds__(NORM_THREADS) norm_kernel(norm_args a)
         }
         ss = block_sum_double(ss);
         float scale = (float)(1.0 / sqrt(ss / a.n + a.eps));
-        uint32_t first = blockIdx.x * a.slice, end = a.n - first < a.slice ? a.n : first + a.slice;
         for (uint32_t base = first; base < end; base += NORM_THREADS) {        /* the same steps for every thread */
                 uint32_t i = base + threadIdx.x;
                 bool is_live = i < end;
-                float o = is_live ? __fmul_rn(__fmul_rn(x[i], scale), a.w[i]) : 0.0f;
+                float w = base == first ? w0 : is_live ? a.w[i] : 0.0f;
+                float o = is_live ? __fmul_rn(__fmul_rn(x[i], scale), w) : 0.0f;
                 if (is_live)
                         a.out[row + i] = o;
                 if (a.q.order != GPU_ACT_NONE)  /* n and slice multiples of 32: a warp's lanes are all in or all out */
