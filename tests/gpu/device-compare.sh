@@ -3,7 +3,8 @@
 # machines and sittings is a few percent, more than many changes are worth). For each model,
 # each build's tg128 and pp512, the builds taken in turn, twice over; then each build's op tests
 # where a test binary is named. Output under $OUT: log.txt.
-#   RIG_DEVICE_VARIANTS="dev-bin/rig dev-variants/rig-prefetch ..."   the builds (rig binaries)
+#   RIG_DEVICE_VARIANTS="dev-bin/rig dev-variants/rig-prefetch ..."   the builds (rig binaries); an
+#        entry VAR=VALUE@BINARY runs the binary with that environment variable set
 #   RIG_DEVICE_VARIANT_TESTS="dev-variants/test_gpu_ops_prefetch ..."  op-test binaries to run too
 #   RIG_DEVICE_TYPES="Q4_K_M Q8_0"                                      the synth llama3-8b models
 set -u
@@ -17,8 +18,11 @@ for t in ${RIG_DEVICE_TYPES:-Q4_K_M Q8_0}; do
   dev-bin/rig synth --shape llama3-8b --type "$t" --seed 1 -o "/tmp/l8b-$t.gguf" > /dev/null 2>&1
   for round in 1 2; do
     for v in $variants; do
+      bin=${v#*@}
+      setting=
+      [ "$bin" != "$v" ] && setting=${v%%@*}
       printf '%s %s round %s: ' "$t" "$v" "$round"
-      "$v" bench -m "/tmp/l8b-$t.gguf" -p 512 -n 128 -r 2 2>&1 | grep -E 'pp512|tg128 \|' |
+      env $setting "$bin" bench -m "/tmp/l8b-$t.gguf" -p 512 -n 128 -r 2 2>&1 | grep -E 'pp512|tg128 \|' |
         awk -F'|' '{printf "%s %s  ", $7, $8}'
       echo
     done
