@@ -29,6 +29,7 @@ __global__ void penalize_kernel(float *x, uint32_t n, topk_ids ids, float penalt
         *l = *l > 0 ? __fdiv_rn(*l, penalty) : __fmul_rn(*l, penalty);
 }
 
+/* rig_candidate_better (top_k.h) on the device. */
 static __device__ __forceinline__ bool is_better(float va, int32_t ia, float vb, int32_t ib)
 {
         return va > vb || (va == vb && ia < ib);

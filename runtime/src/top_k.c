@@ -1,5 +1,4 @@
 /* top_k.c — see top_k.h. */
-#include <stdbool.h>
 #include <stdlib.h>
 
 #include "top_k.h"
