@@ -176,8 +176,9 @@ int session_eval_sample(struct rig_session *s, int32_t token, uint32_t pos, stru
                 return r;
         }
         float penalty;
-        size_t n_ids = sampler_penalized(smp, smp->recent_ids, &penalty);
-        r = session_eval_top_k(s, &batch, (uint32_t)k, smp->recent_ids, (uint32_t)n_ids, penalty, smp->cand);
+        size_t n_ids;
+        const int32_t *ids = sampler_penalized(smp, &n_ids, &penalty);
+        r = session_eval_top_k(s, &batch, (uint32_t)k, ids, (uint32_t)n_ids, penalty, smp->cand);
         if (r == 0)
                 *next = sampler_sample_top(smp, smp->cand, k);
         return r;

@@ -83,12 +83,14 @@ void sampler_accept(struct sampler *s, int32_t id)
                 s->n_recent++;
 }
 
-size_t sampler_penalized(const struct sampler *s, int32_t *ids, float *penalty)
+const int32_t *sampler_penalized(struct sampler *s, size_t *n_ids, float *penalty)
 {
-        *penalty = s->p.repeat_penalty;
-        if (s->p.repeat_penalty == 1.0f)
-                return 0;
+        int32_t *ids = s->recent_ids;
         size_t n = 0;
+        *penalty = s->p.repeat_penalty;
+        *n_ids = 0;
+        if (s->p.repeat_penalty == 1.0f)
+                return ids;
         for (size_t i = 0; i < s->n_recent; i++) {
                 /* a token repeated in the window is penalized once, as llama.cpp does */
                 bool is_seen = false;
@@ -97,7 +99,8 @@ size_t sampler_penalized(const struct sampler *s, int32_t *ids, float *penalty)
                 if (!is_seen)
                         ids[n++] = s->recent[i];
         }
-        return n;
+        *n_ids = n;
+        return ids;
 }
 
 size_t sampler_top_needed(const struct sampler *s)
@@ -110,8 +113,9 @@ size_t sampler_top_needed(const struct sampler *s)
 int32_t sampler_sample(struct sampler *s, float *logits)
 {
         float penalty;
-        size_t n_ids = sampler_penalized(s, s->recent_ids, &penalty);
-        rig_penalize(logits, s->n_vocab, s->recent_ids, n_ids, penalty);
+        size_t n_ids;
+        const int32_t *ids = sampler_penalized(s, &n_ids, &penalty);
+        rig_penalize(logits, s->n_vocab, ids, n_ids, penalty);
         size_t n = sampler_top_needed(s);
         n = rig_top_k(logits, s->n_vocab, n ? n : s->n_vocab, s->cand);
         return sampler_sample_top(s, s->cand, n);

@@ -46,8 +46,9 @@ int32_t sampler_sample(struct sampler *s, float *logits);
  * sampler_top_needed: 1 when greedy, top_k when the draw cuts there, 0 when it needs the whole
  * row (top_k off and a temperature above 0: use sampler_sample). */
 size_t sampler_top_needed(const struct sampler *s);
-/* The distinct recent tokens the penalty applies to (at most repeat_last_n, into ids), and the
- * penalty; 0 when it is off. */
-size_t sampler_penalized(const struct sampler *s, int32_t *ids, float *penalty);
+/* The distinct recent tokens the penalty applies to (at most repeat_last_n, in the sampler's own
+ * scratch, valid until its next call), their count in *n_ids (0 when the penalty is off), and
+ * the penalty. */
+const int32_t *sampler_penalized(struct sampler *s, size_t *n_ids, float *penalty);
 /* cand: the n best of the penalized logits, best first (rig_top_k's order); n >= 1. */
 int32_t sampler_sample_top(struct sampler *s, const struct rig_candidate *cand, size_t n);

@@ -78,8 +78,9 @@ int main(int argc, char **argv)
                 double t2 = now_us();
                 memcpy(row, x, N_VOCAB * sizeof(float));
                 float penalty;
-                size_t n_ids = sampler_penalized(&top, top.recent_ids, &penalty);
-                rig_penalize(row, N_VOCAB, top.recent_ids, n_ids, penalty);
+                size_t n_ids;
+                const int32_t *ids = sampler_penalized(&top, &n_ids, &penalty);
+                rig_penalize(row, N_VOCAB, ids, n_ids, penalty);
                 size_t k = rig_top_k(row, N_VOCAB, sampler_top_needed(&top), cand);    /* a backend's part */
                 double t3 = now_us();
                 int32_t b = sampler_sample_top(&top, cand, k);
