@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "gpu.h"
+#include "gpu_json.h"
 
 struct gpuctl {
         const char *root;       /* --root, "/" by default */
@@ -17,13 +18,6 @@ struct gpuctl {
 int verb_list(const struct gpuctl *ctl, int argc, char **argv);
 int verb_topo(const struct gpuctl *ctl, int argc, char **argv);
 int verb_doctor(const struct gpuctl *ctl, int argc, char **argv);
-
-/* JSON helpers. A NAN double and a negative int become null: unknown is not zero. */
-struct json_object *json_double_or_null(double v);
-struct json_object *json_int_or_null(long long v);
-struct json_object *json_string_or_null(const char *s);
-struct json_object *gpu_to_json(const struct gpu_info *g, bool is_brief);
-struct json_object *link_to_json(const struct gpu_link *l);
 
 /* Prints obj pretty (for people piping to jq, still valid JSON) and drops the reference. */
 void json_print(struct json_object *obj);

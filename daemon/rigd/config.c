@@ -1,0 +1,132 @@
+/* config.c — parsing rigd.conf with inih. inih hands the handler no line numbers in Debian's
+ * build, so the reader counts lines itself: every warning names file:line. */
+#include <errno.h>
+#include <glob.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+struct parse_state {
+        struct rigd_config *config;
+        const char *path;
+        FILE *f;
+        int line;
+        int n_bad;
+};
+
+static int bad_line(struct parse_state *s, const char *fmt, const char *a, const char *b)
+{
+        char what[256];
+        snprintf(what, sizeof(what), fmt, a, b);
+        log_warning("%s:%d: %s; the line is ignored", s->path, s->line, what);
+        s->n_bad++;
+        return 1;       /* inih goes on: one bad line costs only itself */
+}
+
+/* inih reports only the first line it cannot parse; this names every one. */
+static void check_syntax(struct parse_state *s, const char *line)
+{
+        line += strspn(line, " \t\r\n");
+        if (!*line || *line == ';' || *line == '#')
+                return;
+        if (*line == '[' ? strchr(line, ']') != NULL : strpbrk(line, "=:") != NULL)
+                return;
+        char shown[64];
+        snprintf(shown, sizeof(shown), "%.*s", (int)strcspn(line, "\r\n"), line);
+        bad_line(s, "'%s' is not 'key = value' or '[section]'%s", shown, "");
+}
+
+static char *read_line(char *buf, int size, void *stream)
+{
+        struct parse_state *s = stream;
+        char *line = fgets(buf, size, s->f);
+        if (line) {
+                s->line++;
+                check_syntax(s, line);
+        }
+        return line;
+}
+
+static bool is_group_name(const char *v)
+{
+        size_t len = strlen(v);
+        if (len == 0 || len >= CONFIG_GROUP_LEN)
+                return false;
+        for (const char *p = v; *p; p++)
+                if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'z') ||
+                      (*p >= 'A' && *p <= 'Z')))
+                        return false;
+        return true;
+}
+
+static int handle(void *user, const char *section, const char *key, const char *value)
+{
+        struct parse_state *s = user;
+        if (!streq(section, "rigd")) {
+                if (startswith(section, "gpu:"))
+                        return bad_line(s, "[%s] %s: power caps are not enforced by this rigd yet", section, key);
+                return bad_line(s, "unknown section [%s] (key %s)", section, key);
+        }
+        char *target = streq(key, "lease_group") ? s->config->lease_group
+                     : streq(key, "admin_group") ? s->config->admin_group
+                                                 : NULL;
+        if (!target)
+                return bad_line(s, "unknown key '%s'%s (known: lease_group, admin_group)", key, "");
+        if (!is_group_name(value))
+                return bad_line(s, "%s = '%s' is not a group name or number", key, value);
+        strscpy(target, value, CONFIG_GROUP_LEN);
+        return 1;
+}
+
+void config_init_defaults(struct rigd_config *c)
+{
+        strscpy(c->lease_group, "render", sizeof(c->lease_group));
+        strscpy(c->admin_group, "rig-admin", sizeof(c->admin_group));
+}
+
+int config_load_file(struct rigd_config *c, const char *path)
+{
+        struct parse_state s = { .config = c, .path = path };
+        s.f = fopen(path, "re");
+        if (!s.f)
+                return -errno;
+        int r = ini_parse_stream(read_line, &s, handle, &s);     /* > 0: a syntax error, named already */
+        fclose(s.f);
+        return r < 0 ? -ENOMEM : s.n_bad;
+}
+
+int config_load(struct rigd_config *c, const char *root, const char *explicit_path)
+{
+        config_init_defaults(c);
+        if (explicit_path) {
+                int r = config_load_file(c, explicit_path);
+                return r < 0 ? log_error_errno(r, "reading config %s", explicit_path) : r;
+        }
+
+        const char *prefix = streq(root, "/") ? "" : root;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/etc/rig/rigd.conf", prefix);
+        int r = config_load_file(c, path);
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "reading config %s; using the defaults", path);
+        int n_bad = r > 0 ? r : 0;
+
+        snprintf(path, sizeof(path), "%s/etc/rig/rigd.conf.d/*.conf", prefix);
+        glob_t g;
+        if (glob(path, 0, NULL, &g) == 0) {
+                for (size_t i = 0; i < g.gl_pathc; i++) {
+                        r = config_load_file(c, g.gl_pathv[i]);
+                        if (r < 0)
+                                log_warning_errno(r, "reading config %s", g.gl_pathv[i]);
+                        else
+                                n_bad += r;
+                }
+        }
+        globfree(&g);
+        return n_bad;
+}
