@@ -12,12 +12,15 @@ struct verb {
         const char *name;
         int (*run)(const struct gpuctl *ctl, int argc, char **argv);
         const char *help;
+        bool has_own_options;   /* gets argv from its own name on; global options go before it */
 };
 
 static const struct verb verbs[] = {
-        { "list",   verb_list,   "one row per GPU" },
-        { "topo",   verb_topo,   "P2P matrix, link types, and why each pair is or is not P2P-capable" },
-        { "doctor", verb_doctor, "host checks with a verdict and a fix for each" },
+        { "list",   verb_list,   "one row per GPU", false },
+        { "topo",   verb_topo,   "P2P matrix, link types, and why each pair is or is not P2P-capable", false },
+        { "doctor", verb_doctor, "host checks with a verdict and a fix for each", false },
+        { "leases", verb_leases, "who holds which GPU (asks rigd)", false },
+        { "lease",  verb_lease,  "run a command holding a lease: lease -n N [--min-vram B] -- CMD...", true },
 };
 
 static void usage(FILE *f)
@@ -88,6 +91,8 @@ int main(int argc, char **argv)
 
         int verb_argc = argc - optind;
         char **verb_argv = argv + optind;
+        if (verb->has_own_options)
+                return verb->run(&ctl, verb_argc, verb_argv);
         optind = 1;     /* the verb's own arguments: global options may follow it */
         r = parse_options(&ctl, verb_argc, verb_argv);
         if (r >= 0)

@@ -18,6 +18,9 @@ struct gpuctl {
 int verb_list(const struct gpuctl *ctl, int argc, char **argv);
 int verb_topo(const struct gpuctl *ctl, int argc, char **argv);
 int verb_doctor(const struct gpuctl *ctl, int argc, char **argv);
+int verb_leases(const struct gpuctl *ctl, int argc, char **argv);
+/* argv[0] is "lease": it parses its own options, then "--" and the command. */
+int verb_lease(const struct gpuctl *ctl, int argc, char **argv);
 
 /* Prints obj pretty (for people piping to jq, still valid JSON) and drops the reference. */
 void json_print(struct json_object *obj);

@@ -147,6 +147,10 @@ int lease_table_check(const struct lease_table *t, const struct lease_request *r
         size_t n_big_enough = 0;
         for (size_t i = 0; i < t->n_gpus; i++)
                 n_big_enough += t->gpus[i].vram_total_bytes >= req->min_vram_bytes;
+        if (n_big_enough < req->count && req->min_vram_bytes == 0) {
+                snprintf(why, why_size, "%zu GPU(s) asked for, but this machine has %zu", req->count, n_big_enough);
+                return -ENODEV;
+        }
         if (n_big_enough < req->count) {
                 snprintf(why, why_size, "%zu GPU(s) asked for, but this machine has %zu with at least %llu bytes of VRAM",
                          req->count, n_big_enough, (unsigned long long)req->min_vram_bytes);
