@@ -242,6 +242,14 @@ static struct json_object *parse_object(const char *line, size_t len, char *err,
                 fail(err, err_size, "message longer than %d bytes", PROTO_MAX_LINE - 1);
                 return NULL;
         }
+        /* A bare 42 or true would read as "ends early": the tokenizer waits for more digits. */
+        size_t first = 0;
+        while (first < len && (line[first] == ' ' || line[first] == '\t' || line[first] == '\r'))
+                first++;
+        if (first < len && line[first] != '{') {
+                fail(err, err_size, "a request must be a JSON object");
+                return NULL;
+        }
         struct json_tokener *tok = json_tokener_new_ex(PROTO_MAX_DEPTH);
         if (!tok) {
                 snprintf(err, err_size, "out of memory");
@@ -284,9 +292,12 @@ int proto_parse_request(const char *line, size_t len, struct proto_request *out,
                         json_object_put(o);
                         return fail(err, err_size, "'id' must be an integer or a string");
                 }
-                /* Copied, not referenced: the reply outlives the request object. */
-                out->id = json_object_is_type(id, json_type_int) ? json_object_new_int64(json_object_get_int64(id))
-                                                                 : json_object_new_string(json_object_get_string(id));
+                /* Copied whole (a string with NUL, an integer past INT64_MAX), so the reply's id is
+                 * byte for byte the request's; the reply outlives the request object. */
+                if (json_object_deep_copy(id, &out->id, NULL) < 0) {
+                        json_object_put(o);
+                        return fail(err, err_size, "out of memory");
+                }
         }
 
         int r = parse_kind(o, &out->kind, err, err_size);
@@ -382,6 +393,7 @@ char *proto_reader_space(struct proto_reader *r, size_t *size)
         if (r->start > 0) {
                 memmove(r->buf, r->buf + r->start, r->len - r->start);
                 r->len -= r->start;
+                r->scanned -= r->start;
                 r->start = 0;
         }
         *size = sizeof(r->buf) - r->len;
@@ -396,27 +408,29 @@ void proto_reader_commit(struct proto_reader *r, size_t n)
 int proto_reader_next(struct proto_reader *r, char **line, size_t *len)
 {
         for (;;) {
-                char *begin = r->buf + r->start;
-                char *nl = memchr(begin, '\n', r->len - r->start);
+                /* Bytes before scanned hold no newline: a line trickling in is searched once. */
+                size_t from = r->scanned > r->start ? r->scanned : r->start;
+                char *nl = memchr(r->buf + from, '\n', r->len - from);
                 if (nl && r->is_discarding) {
-                        r->start = (size_t)(nl + 1 - r->buf);
+                        r->start = r->scanned = (size_t)(nl + 1 - r->buf);
                         r->is_discarding = false;
                         continue;
                 }
                 if (nl) {
                         *nl = '\0';
-                        *line = begin;
-                        *len = (size_t)(nl - begin);
-                        r->start = (size_t)(nl + 1 - r->buf);
+                        *line = r->buf + r->start;
+                        *len = (size_t)(nl - *line);
+                        r->start = r->scanned = (size_t)(nl + 1 - r->buf);
                         return 1;
                 }
+                r->scanned = r->len;
                 if (r->is_discarding) {
-                        r->start = r->len = 0;
+                        r->start = r->len = r->scanned = 0;
                         return 0;
                 }
                 if (r->start == 0 && r->len == sizeof(r->buf)) {
                         /* A full buffer without a newline: the line is too long. */
-                        r->start = r->len = 0;
+                        r->start = r->len = r->scanned = 0;
                         r->is_discarding = true;
                         return -EMSGSIZE;
                 }

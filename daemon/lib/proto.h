@@ -78,6 +78,7 @@ int proto_errno_from_name(const char *name);
 struct proto_reader {
         char buf[PROTO_MAX_LINE];
         size_t start, len;              /* unread bytes are buf[start, len) */
+        size_t scanned;                 /* buf[start, scanned) has no newline */
         bool is_discarding;             /* inside an overlong line: drop up to its newline */
 };
 

@@ -1,7 +1,8 @@
 /* config.c — parsing rigd.conf with inih. inih hands the handler no line numbers in Debian's
  * build, so the reader counts lines itself: every warning names file:line. */
 #include <errno.h>
-#include <glob.h>
+#include <dirent.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -31,6 +32,8 @@ static int bad_line(struct parse_state *s, const char *fmt, const char *a, const
 /* inih reports only the first line it cannot parse; this names every one. */
 static void check_syntax(struct parse_state *s, const char *line)
 {
+        if (s->line == 1 && startswith(line, "\xEF\xBB\xBF"))
+                line += 3;      /* a UTF-8 byte-order mark, which inih skips too */
         line += strspn(line, " \t\r\n");
         if (!*line || *line == ';' || *line == '#')
                 return;
@@ -41,14 +44,26 @@ static void check_syntax(struct parse_state *s, const char *line)
         bad_line(s, "'%s' is not 'key = value' or '[section]'%s", shown, "");
 }
 
+/* inih reads in pieces of its line buffer; a longer line would come back as two, and its tail
+ * (behind a comment sign, say) would apply. Such a line is dropped whole and handed on empty. */
 static char *read_line(char *buf, int size, void *stream)
 {
         struct parse_state *s = stream;
         char *line = fgets(buf, size, s->f);
-        if (line) {
-                s->line++;
-                check_syntax(s, line);
+        if (!line)
+                return NULL;
+        s->line++;
+        if (!strchr(line, '\n') && !feof(s->f)) {
+                int c;
+                while ((c = fgetc(s->f)) != EOF && c != '\n')
+                        ;
+                char limit[16];
+                snprintf(limit, sizeof(limit), "%d", size - 3);      /* inih keeps room for \r\n\0 */
+                bad_line(s, "longer than %s bytes%s", limit, "");
+                strscpy(buf, "\n", (size_t)size);
+                return buf;
         }
+        check_syntax(s, line);
         return line;
 }
 
@@ -95,9 +110,18 @@ int config_load_file(struct rigd_config *c, const char *path)
         s.f = fopen(path, "re");
         if (!s.f)
                 return -errno;
+        /* An indented line continues the previous value in inih's default; here it is an error
+         * like any other, so what a warning calls ignored is ignored. */
+        ini_allow_multiline = false;
         int r = ini_parse_stream(read_line, &s, handle, &s);     /* > 0: a syntax error, named already */
         fclose(s.f);
         return r < 0 ? -ENOMEM : s.n_bad;
+}
+
+static int is_conf_file(const struct dirent *e)
+{
+        size_t len = strlen(e->d_name);
+        return e->d_name[0] != '.' && len > 5 && streq(e->d_name + len - 5, ".conf");
 }
 
 int config_load(struct rigd_config *c, const char *root, const char *explicit_path)
@@ -116,17 +140,21 @@ int config_load(struct rigd_config *c, const char *root, const char *explicit_pa
                 log_warning_errno(r, "reading config %s; using the defaults", path);
         int n_bad = r > 0 ? r : 0;
 
-        snprintf(path, sizeof(path), "%s/etc/rig/rigd.conf.d/*.conf", prefix);
-        glob_t g;
-        if (glob(path, 0, NULL, &g) == 0) {
-                for (size_t i = 0; i < g.gl_pathc; i++) {
-                        r = config_load_file(c, g.gl_pathv[i]);
-                        if (r < 0)
-                                log_warning_errno(r, "reading config %s", g.gl_pathv[i]);
-                        else
-                                n_bad += r;
-                }
+        /* rigd.conf.d/NAME.conf in name order; scandir, not glob: the root may hold '*' or '['. */
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/etc/rig/rigd.conf.d", prefix);
+        struct dirent **entries;
+        int n = scandir(dir, &entries, is_conf_file, alphasort);
+        for (int i = 0; i < n; i++) {
+                snprintf(path, sizeof(path), "%s/%s", dir, entries[i]->d_name);
+                r = config_load_file(c, path);
+                if (r < 0)
+                        log_warning_errno(r, "reading config %s", path);
+                else
+                        n_bad += r;
+                free(entries[i]);
         }
-        globfree(&g);
+        if (n >= 0)
+                free(entries);
         return n_bad;
 }

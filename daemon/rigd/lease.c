@@ -246,7 +246,8 @@ int lease_table_schedule(struct lease_table *t, uint64_t now_usec, lease_granted
 {
         size_t pick[PROTO_MAX_GPUS];
         bool is_count_blocked = false;
-        memset(t->reserved, 0, t->n_gpus * sizeof(*t->reserved));
+        if (t->n_gpus > 0)      /* reserved is NULL before the first set_gpus */
+                memset(t->reserved, 0, t->n_gpus * sizeof(*t->reserved));
 
         for (struct lease_waiter *w = t->waiters; w;) {
                 struct lease_waiter *next = w->next;

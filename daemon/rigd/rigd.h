@@ -21,7 +21,9 @@ struct wait;
 struct conn {
         struct rigd *rigd;
         int fd;
+        bool is_dying;                  /* dropped: closed from the event loop, nothing more is sent */
         sd_event_source *io;
+        sd_event_source *close_later;   /* set once dying */
         struct proto_reader *reader;
         char *out;                      /* bytes not yet written */
         size_t out_len;

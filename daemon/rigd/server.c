@@ -51,8 +51,7 @@ static void conn_close(struct conn *c);
 
 static int on_close_later(sd_event_source *s, void *userdata)
 {
-        sd_event_source_unref(s);
-        conn_close(userdata);
+        conn_close(userdata);   /* which drops this source too: sd-event pins it while it runs */
         return 0;
 }
 
@@ -83,7 +82,7 @@ static void conn_send(struct conn *c, char *line)
         }
         size_t len = strlen(line);
         int r = -EMSGSIZE;
-        if (c->fd >= 0 && c->out_len + len <= RIGD_MAX_OUTPUT) {
+        if (!c->is_dying && c->out_len + len <= RIGD_MAX_OUTPUT) {
                 char *out = realloc(c->out, c->out_len + len);
                 r = out ? 0 : -ENOMEM;
                 if (out) {
@@ -94,12 +93,12 @@ static void conn_send(struct conn *c, char *line)
                 }
         }
         free(line);
-        if (r < 0 && c->fd >= 0) {
+        if (r < 0 && !c->is_dying) {
                 log_warning_errno(r, "dropping the connection of pid %d uid %u", (int)c->cred.pid, c->cred.uid);
                 shutdown(c->fd, SHUT_RDWR);
                 sd_event_source_set_enabled(c->io, SD_EVENT_OFF);
-                sd_event_add_defer(c->rigd->event, NULL, on_close_later, c);
-                c->fd = -c->fd - 1;     /* marks it dying; conn_close restores and closes it */
+                sd_event_add_defer(c->rigd->event, &c->close_later, on_close_later, c);
+                c->is_dying = true;
         }
 }
 
@@ -544,10 +543,8 @@ static void conn_close(struct conn *c)
         if (n > 0)
                 log_info("connection of pid %d closed: %zu lease(s) ended", (int)c->cred.pid, n);
         sd_event_source_disable_unref(c->io);
-        if (c->fd < -1)
-                c->fd = -c->fd - 1;
-        if (c->fd >= 0)
-                close(c->fd);
+        sd_event_source_disable_unref(c->close_later);
+        close(c->fd);
         free(c->reader);
         free(c->out);
         free(c);
@@ -579,7 +576,7 @@ static int on_conn_io(sd_event_source *s, int fd, uint32_t revents, void *userda
                 char *line;
                 size_t len;
                 int r = proto_reader_next(c->reader, &line, &len);
-                if (r == 0 || c->fd < 0)
+                if (r == 0 || c->is_dying)
                         break;
                 if (r < 0)
                         reply_error(c, NULL, r, "message longer than %d bytes; it was dropped", PROTO_MAX_LINE - 1);

@@ -407,6 +407,14 @@ class Hotplug(unittest.TestCase):
         # The revoked lease's other GPU is free again.
         self.assertIn("result", watcher.call("lease", gpus=["0000:03:00.0"]))
 
+        # The GPU comes back: it is listed again and may be leased.
+        gone = "sys/devices/pci0000:00/0000:00:01.0/0000:0a:00.0"
+        shutil.copytree(os.path.join(MI50X3, gone), os.path.join(root, gone), symlinks=True)
+        rigd.proc.send_signal(signal.SIGHUP)
+        self.assertEqual(watcher.event(), {"event": "hotplug", "action": "add", "gpu_pci": "0000:0a:00.0"})
+        self.assertEqual(len(watcher.call("list")["result"]["gpus"]), 3)
+        self.assertIn("result", holder.call("lease", gpus=["0000:0a:00.0"]))
+
 
 class Systemd(unittest.TestCase):
     def test_socket_activation_serves_a_client(self):

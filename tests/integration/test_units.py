@@ -366,3 +366,25 @@ class UdevRulesText(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Install(unittest.TestCase):
+    """`cmake --install` (into a DESTDIR) puts rigd, its units and rules where systemd and udev look."""
+
+    def test_install_places_every_file(self):
+        build = os.environ.get("BUILD_DIR", os.path.join(SOURCE, "build"))
+        with tempfile.TemporaryDirectory() as dest:
+            r = run("cmake", "--install", build, env={**os.environ, "DESTDIR": dest})
+            self.assertEqual(r.returncode, 0, r.stderr)
+            installed = {os.path.relpath(os.path.join(d, f), dest) for d, _, fs in os.walk(dest) for f in fs}
+            unit_dir = run("pkg-config", "--variable=systemdsystemunitdir", "systemd").stdout.strip() or "/lib/systemd/system"
+            udev_dir = run("pkg-config", "--variable=udevdir", "udev").stdout.strip() or "/lib/udev"
+            for path in (unit_dir + "/rigd.service", unit_dir + "/rigd.socket", udev_dir + "/rules.d/70-rigd.rules",
+                         "usr/lib/sysusers.d/rigd.conf", "usr/lib/tmpfiles.d/rigd.conf"):
+                self.assertIn(path.lstrip("/"), installed)
+            rigd = [p for p in installed if p.endswith("sbin/rigd")]
+            self.assertEqual(len(rigd), 1, installed)
+            self.assertIn("bin/gpuctl", "\n".join(installed))
+            unit = read_unit(os.path.join(dest, unit_dir.lstrip("/"), "rigd.service"))
+            # The unit starts the binary exactly where it was installed.
+            self.assertEqual(unit[("Service", "ExecStart")], ["/" + rigd[0]])
