@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "client.h"
 #include "gpuctl.h"
 #include "log.h"
 #include "machine.h"
+#include "util.h"
 
 static void format_watts(double w, char *buf, size_t size)
 {
@@ -27,12 +29,24 @@ static void format_cap(const struct gpu_info *g, char *buf, size_t size)
                 snprintf(buf, size, "%.0f W (%.0f-%.0f)", g->power_cap_w, g->power_cap_min_w, g->power_cap_max_w);
 }
 
-static void print_table(const struct machine *m)
+static const char *lease_cell(struct json_object *leases, const struct gpu_info *g, char *buf, size_t size)
+{
+        struct json_object *l, *id, *holder;
+        if (!json_object_object_get_ex(leases, g->pci, &l))
+                return "-";
+        json_object_object_get_ex(l, "id", &id);
+        json_object_object_get_ex(l, "holder", &holder);
+        snprintf(buf, size, "%s (%s)", json_object_get_string(holder), json_object_get_string(id));
+        return buf;
+}
+
+/* The LEASE column appears only when rigd answered: without it, who holds a GPU is unknown. */
+static void print_table(const struct machine *m, struct json_object *leases)
 {
         static const char *const header[] = { "GPU", "PCI", "NAME", "ARCH", "VRAM", "USED", "POWER", "CAP (MIN-MAX)",
-                                              "TEMP", "PCIE", "NODE" };
+                                              "TEMP", "PCIE", "NODE", "LEASE" };
         struct table t;
-        if (table_init(&t, sizeof(header) / sizeof(header[0]), header) < 0)
+        if (table_init(&t, ELEMENTSOF(header) - (leases ? 0 : 1), header) < 0)
                 return;
         for (size_t i = 0; i < m->n_gpus; i++) {
                 const struct gpu_info *g = &m->gpus[i];
@@ -53,12 +67,45 @@ static void print_table(const struct machine *m)
                 else
                         snprintf(pcie, sizeof(pcie), "-");
                 const char *node = g->render_node[0] ? g->render_node : "-";
+                char lease[TABLE_CELL_LEN];
                 const char *row[] = { idx, g->pci, g->name, g->arch[0] ? g->arch : "-", vram, used, power, cap, temp,
-                                      pcie, node };
+                                      pcie, node, lease_cell(leases, g, lease, sizeof(lease)) };
                 table_add_row(&t, row);
         }
         table_print(&t);
         table_free(&t);
+}
+
+/* rigd's leases ({"PCI": LEASE}) when a rigd answers on the socket and serves this same root;
+ * NULL otherwise (no rigd is no error: list works without it). */
+static struct json_object *rigd_leases_by_pci(const struct gpuctl *ctl)
+{
+        struct rigd_client *c;
+        if (rigd_client_connect(ctl->socket, &c) < 0)
+                return NULL;
+        struct json_object *hello = NULL, *result = NULL, *leases, *root, *by_pci = NULL;
+        char err[256], ours[PATH_MAX], theirs[PATH_MAX];
+        if (rigd_client_call(c, "hello", NULL, 2000, &hello, err, sizeof(err)) < 0 ||
+            !json_object_object_get_ex(hello, "root", &root) || !realpath(ctl->root, ours) ||
+            !realpath(json_object_get_string(root), theirs) || !streq(ours, theirs))
+                goto done;      /* an older rigd, or one describing another machine */
+        if (rigd_client_call(c, "leases", NULL, 2000, &result, err, sizeof(err)) < 0 ||
+            !json_object_object_get_ex(result, "leases", &leases))
+                goto done;
+        by_pci = json_object_new_object();
+        for (size_t i = 0; i < json_object_array_length(leases); i++) {
+                struct json_object *l = json_object_array_get_idx(leases, i), *pcis;
+                if (!json_object_object_get_ex(l, "pci", &pcis))
+                        continue;
+                for (size_t k = 0; k < json_object_array_length(pcis); k++)
+                        json_object_object_add(by_pci, json_object_get_string(json_object_array_get_idx(pcis, k)),
+                                               json_object_get(l));
+        }
+done:
+        json_object_put(hello);
+        json_object_put(result);
+        rigd_client_free(c);
+        return by_pci;
 }
 
 int verb_list(const struct gpuctl *ctl, int argc, char **argv)
@@ -70,10 +117,15 @@ int verb_list(const struct gpuctl *ctl, int argc, char **argv)
                 return 1;
         }
 
+        struct json_object *leases = rigd_leases_by_pci(ctl);
         if (ctl->is_json) {
                 struct json_object *gpus = json_object_new_array();
-                for (size_t i = 0; i < m->n_gpus; i++)
-                        json_object_array_add(gpus, gpu_to_json(&m->gpus[i], false));
+                for (size_t i = 0; i < m->n_gpus; i++) {
+                        struct json_object *g = gpu_to_json(&m->gpus[i], false), *l;
+                        if (json_object_object_get_ex(leases, m->gpus[i].pci, &l))
+                                json_object_object_add(g, "lease", json_object_get(l));
+                        json_object_array_add(gpus, g);
+                }
                 struct json_object *o = json_object_new_object();
                 json_object_object_add(o, "gpus", gpus);
                 json_print(o);
@@ -81,8 +133,9 @@ int verb_list(const struct gpuctl *ctl, int argc, char **argv)
                 printf("No GPU found on this machine: no amdgpu device in /sys/class/drm and no NVIDIA GPU "
                        "through NVML or /proc/driver/nvidia.\n");
         } else {
-                print_table(m);
+                print_table(m, leases);
         }
+        json_object_put(leases);
         machine_free(m);
         return 0;
 }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,13 @@ int main(int argc, char **argv)
         if (r >= 0)
                 return r;
 
+        /* Canonical, so clients can tell whether rigd describes the machine they look at. */
+        char root[PATH_MAX];
+        if (!realpath(d.root, root)) {
+                fprintf(stderr, "rigd: --root %s: %s\n", d.root, strerror(errno));
+                return 1;
+        }
+        d.root = root;
         r = setup(&d);
         if (r == 0) {
                 log_info("ready: %zu GPU(s)", d.machine->n_gpus);

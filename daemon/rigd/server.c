@@ -475,6 +475,7 @@ static void handle_request(struct conn *c, const struct proto_request *r)
                 result = json_object_new_object();
                 json_object_object_add(result, "version", json_object_new_string(RIG_VERSION));
                 json_object_object_add(result, "protocol", json_object_new_int(1));
+                json_object_object_add(result, "root", json_object_new_string(d->root));
                 json_object_object_add(result, "uid", json_object_new_int64(c->cred.uid));
                 json_object_object_add(result, "may_lease", json_object_new_boolean(c->may_lease));
                 json_object_object_add(result, "is_admin", json_object_new_boolean(c->is_admin));

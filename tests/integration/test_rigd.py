@@ -533,6 +533,24 @@ class GpuctlLease(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("68719476736 bytes", r.stderr)
 
+    def test_list_shows_leases_from_a_rigd_of_the_same_machine_only(self):
+        holder = self.rigd.client()
+        lease = holder.call("lease", gpus=[1], holder="llama")["result"]["id"]
+        r = self.gpuctl("--root", MI50X3, "list")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        header, *rows = r.stdout.splitlines()
+        self.assertTrue(header.rstrip().endswith("LEASE"))
+        self.assertIn(f"llama ({lease})", rows[1])
+        self.assertTrue(rows[0].rstrip().endswith("-"))
+        gpus = json.loads(self.gpuctl("--root", MI50X3, "--json", "list").stdout)["gpus"]
+        self.assertEqual([g["lease"] and g["lease"]["id"] for g in gpus], [None, lease, None])
+        # rigd serves the MI50 box: a list of another machine must not borrow its leases.
+        other = os.path.join(FIXTURES, "w7900x2", "root")
+        r = self.gpuctl("--root", other, "list")
+        self.assertNotIn("LEASE", r.stdout)
+        gpus = json.loads(self.gpuctl("--root", other, "--json", "list").stdout)["gpus"]
+        self.assertTrue(all(g["lease"] is None for g in gpus))
+
     def test_leases_table_and_no_rigd(self):
         holder = self.rigd.client()
         holder.call("lease", gpus=[2], holder="tabled")
