@@ -1,8 +1,12 @@
 /* gpuctl.c — the command line for GPU discovery (and, with rigd, leases and power):
  * global options, then one verb. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "client.h"
 
 #include "gpuctl.h"
 #include "log.h"
@@ -21,6 +25,7 @@ static const struct verb verbs[] = {
         { "doctor", verb_doctor, "host checks with a verdict and a fix for each", false },
         { "leases", verb_leases, "who holds which GPU (asks rigd)", false },
         { "lease",  verb_lease,  "run a command holding a lease: lease -n N [--min-vram B] -- CMD...", true },
+        { "power",  verb_power,  "power caps and what rigd keeps them at: power [GPU] [--set WATTS]", true },
 };
 
 static void usage(FILE *f)
@@ -34,6 +39,25 @@ static void usage(FILE *f)
                    "  --json         machine-readable output\n"
                    "  -v, --verbose  debug messages on stderr\n"
                    "Exit codes: 0 ok, 1 failure, 2 usage.\n");
+}
+
+struct rigd_client *gpuctl_connect_same_root(const struct gpuctl *ctl)
+{
+        struct rigd_client *c;
+        if (rigd_client_connect(ctl->socket, &c) < 0)
+                return NULL;
+        struct json_object *hello = NULL;
+        char err[256], ours[PATH_MAX], theirs[PATH_MAX];
+        const char *root = NULL;
+        bool is_same = rigd_client_call(c, "hello", NULL, 2000, &hello, err, sizeof(err)) == 0 &&
+                       (root = json_field_str(hello, "root")) && realpath(ctl->root, ours) && realpath(root, theirs) &&
+                       streq(ours, theirs);
+        json_object_put(hello);
+        if (!is_same) {
+                rigd_client_free(c);
+                return NULL;
+        }
+        return c;
 }
 
 enum { OPT_ROOT = 0x100, OPT_SOCKET, OPT_JSON, OPT_VERSION };

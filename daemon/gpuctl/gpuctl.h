@@ -21,6 +21,16 @@ int verb_doctor(const struct gpuctl *ctl, int argc, char **argv);
 int verb_leases(const struct gpuctl *ctl, int argc, char **argv);
 /* argv[0] is "lease": it parses its own options, then "--" and the command. */
 int verb_lease(const struct gpuctl *ctl, int argc, char **argv);
+int verb_power(const struct gpuctl *ctl, int argc, char **argv);        /* argv[0] is "power" */
+
+struct rigd_client;
+/* A connection to rigd when one answers on ctl->socket and serves the same root as ctl (a rigd
+ * describing another machine must not be asked); NULL otherwise. */
+struct rigd_client *gpuctl_connect_same_root(const struct gpuctl *ctl);
+
+/* o[key] as text: NULL, or "-" for tables, when absent or null. */
+const char *json_field_str(struct json_object *o, const char *key);
+const char *json_field_str_or_dash(struct json_object *o, const char *key);
 
 /* Prints obj pretty (for people piping to jq, still valid JSON) and drops the reference. */
 void json_print(struct json_object *obj);

@@ -28,12 +28,6 @@ static int connect_rigd(const struct gpuctl *ctl, struct rigd_client **c)
         return r;
 }
 
-static const char *field_str(struct json_object *o, const char *key)
-{
-        struct json_object *v;
-        return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : "-";
-}
-
 static void print_leases(struct json_object *leases)
 {
         static const char *const header[] = { "LEASE", "HOLDER", "PID", "UID", "GPUS", "MODE", "SINCE" };
@@ -51,9 +45,9 @@ static void print_leases(struct json_object *leases)
                                          json_object_get_string(json_object_array_get_idx(gpus, k)));
                         }
                 bool is_exclusive = json_object_object_get_ex(l, "exclusive", &excl) && json_object_get_boolean(excl);
-                const char *row[] = { field_str(l, "id"), field_str(l, "holder"), field_str(l, "pid"),
-                                      field_str(l, "uid"), list, is_exclusive ? "exclusive" : "shared",
-                                      field_str(l, "since") };
+                const char *row[] = { json_field_str_or_dash(l, "id"), json_field_str_or_dash(l, "holder"),
+                                      json_field_str_or_dash(l, "pid"), json_field_str_or_dash(l, "uid"), list,
+                                      is_exclusive ? "exclusive" : "shared", json_field_str_or_dash(l, "since") };
                 table_add_row(&t, row);
         }
         if (n == 0)
@@ -168,7 +162,7 @@ static int apply_env(struct json_object *grant)
 static void describe_grant(struct json_object *grant)
 {
         struct json_object *pci;
-        fprintf(stderr, "gpuctl: holding %s:", field_str(grant, "id"));
+        fprintf(stderr, "gpuctl: holding %s:", json_field_str_or_dash(grant, "id"));
         if (json_object_object_get_ex(grant, "pci", &pci))
                 for (size_t i = 0; i < json_object_array_length(pci); i++)
                         fprintf(stderr, " %s", json_object_get_string(json_object_array_get_idx(pci, i)));
@@ -202,9 +196,10 @@ static int wait_child(struct rigd_client *c, pid_t pid)
                         fprintf(stderr, "gpuctl: rigd closed the connection: the lease is gone, the command runs on\n");
                         is_rigd_open = false;
                 } else if (e > 0) {
-                        if (streq(field_str(event, "event"), "lease_revoked"))
-                                fprintf(stderr, "gpuctl: lease %s revoked: GPU %s %s\n", field_str(event, "lease"),
-                                        field_str(event, "gpu_pci"), field_str(event, "reason"));
+                        if (streq(json_field_str_or_dash(event, "event"), "lease_revoked"))
+                                fprintf(stderr, "gpuctl: lease %s revoked: GPU %s %s\n",
+                                        json_field_str_or_dash(event, "lease"), json_field_str_or_dash(event, "gpu_pci"),
+                                        json_field_str_or_dash(event, "reason"));
                         json_object_put(event);
                 }
         }

@@ -80,15 +80,11 @@ static void print_table(const struct machine *m, struct json_object *leases)
  * NULL otherwise (no rigd is no error: list works without it). */
 static struct json_object *rigd_leases_by_pci(const struct gpuctl *ctl)
 {
-        struct rigd_client *c;
-        if (rigd_client_connect(ctl->socket, &c) < 0)
+        struct rigd_client *c = gpuctl_connect_same_root(ctl);
+        if (!c)
                 return NULL;
-        struct json_object *hello = NULL, *result = NULL, *leases, *root, *by_pci = NULL;
-        char err[256], ours[PATH_MAX], theirs[PATH_MAX];
-        if (rigd_client_call(c, "hello", NULL, 2000, &hello, err, sizeof(err)) < 0 ||
-            !json_object_object_get_ex(hello, "root", &root) || !realpath(ctl->root, ours) ||
-            !realpath(json_object_get_string(root), theirs) || !streq(ours, theirs))
-                goto done;      /* an older rigd, or one describing another machine */
+        struct json_object *result = NULL, *leases, *by_pci = NULL;
+        char err[256];
         if (rigd_client_call(c, "leases", NULL, 2000, &result, err, sizeof(err)) < 0 ||
             !json_object_object_get_ex(result, "leases", &leases))
                 goto done;
@@ -102,7 +98,6 @@ static struct json_object *rigd_leases_by_pci(const struct gpuctl *ctl)
                                                json_object_get(l));
         }
 done:
-        json_object_put(hello);
         json_object_put(result);
         rigd_client_free(c);
         return by_pci;

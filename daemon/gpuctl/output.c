@@ -6,6 +6,18 @@
 
 #include "gpuctl.h"
 
+const char *json_field_str(struct json_object *o, const char *key)
+{
+        struct json_object *v;
+        return json_object_object_get_ex(o, key, &v) && v ? json_object_get_string(v) : NULL;
+}
+
+const char *json_field_str_or_dash(struct json_object *o, const char *key)
+{
+        const char *s = json_field_str(o, key);
+        return s ? s : "-";
+}
+
 void json_print(struct json_object *obj)
 {
         puts(json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |

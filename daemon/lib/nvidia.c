@@ -742,3 +742,42 @@ const struct gpu_vendor gpu_vendor_nvidia = {
         .link = nvidia_link,
         .release = nvidia_release,
 };
+
+/* ---- power limits, for rigd's caps ---- */
+
+static nvmlDevice_t nvml_handle(const struct machine *m, const struct gpu_info *g)
+{
+        const struct nvidia_state *st = m->nvidia;
+        for (size_t i = 0; st && st->is_initialized && i < st->n_devices; i++)
+                if (streq(st->devices[i].pci, g->pci))
+                        return st->devices[i].handle;
+        return NULL;
+}
+
+int nvidia_power_limit_read(const struct machine *m, const struct gpu_info *g, double *cap_w)
+{
+        nvmlDevice_t h = nvml_handle(m, g);
+        unsigned int mw;
+        if (!h || NVML_CALL((const struct nvidia_state *)m->nvidia, nvmlDeviceGetEnforcedPowerLimit, h, &mw) != NVML_SUCCESS)
+                return -ENODATA;
+        *cap_w = mw / 1000.0;
+        return 0;
+}
+
+int nvidia_power_limit_write(const struct machine *m, const struct gpu_info *g, double cap_w, char *err,
+                             size_t err_size)
+{
+        const struct nvidia_state *st = m->nvidia;
+        nvmlDevice_t h = nvml_handle(m, g);
+        if (!h) {
+                snprintf(err, err_size, "GPU %s is not reachable through NVML: its power limit cannot be set", g->pci);
+                return -ENOTSUP;
+        }
+        nvmlReturn_t r = NVML_CALL(st, nvmlDeviceSetPowerManagementLimit, h, (unsigned int)lround(cap_w * 1000.0));
+        if (r == NVML_SUCCESS)
+                return 0;
+        char why[160];
+        snprintf(err, err_size, "NVML nvmlDeviceSetPowerManagementLimit(%s, %.0f W): %s", g->pci, cap_w,
+                 nvml_strerror(st, r, why, sizeof(why)));
+        return r == NVML_ERROR_NO_PERMISSION ? -EPERM : r == NVML_ERROR_NOT_SUPPORTED ? -ENOTSUP : -EIO;
+}

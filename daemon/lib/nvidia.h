@@ -128,6 +128,7 @@ typedef struct nvmlMemory_st {
         X(nvmlDeviceGetPowerManagementLimitConstraints,                                                 \
           (nvmlDevice_t device, unsigned int *min_mw, unsigned int *max_mw))                           \
         X(nvmlDeviceGetPowerManagementDefaultLimit, (nvmlDevice_t device, unsigned int *limit_mw))     \
+        X(nvmlDeviceSetPowerManagementLimit, (nvmlDevice_t device, unsigned int limit_mw))             \
         X(nvmlDeviceGetTemperature, (nvmlDevice_t device, nvmlTemperatureSensors_t sensor, unsigned int *temp_c)) \
         X(nvmlDeviceGetCurrPcieLinkGeneration, (nvmlDevice_t device, unsigned int *gen))               \
         X(nvmlDeviceGetMaxPcieLinkGeneration, (nvmlDevice_t device, unsigned int *gen))                \
@@ -162,6 +163,13 @@ int nvidia_parse_proc_information(const char *text, struct nvidia_proc_info *out
 
 /* Compute capability 9.0 → "sm_90", 10.0 → "sm_100". */
 void nvidia_arch_name(int major, int minor, char *buf, size_t size);
+
+/* The enforced power limit (W) read fresh through NVML; -ENODATA without NVML or an answer. */
+int nvidia_power_limit_read(const struct machine *m, const struct gpu_info *g, double *cap_w);
+/* Sets the power management limit through NVML (root and CAP_SYS_ADMIN on a real driver);
+ * failures name the NVML error in err. */
+int nvidia_power_limit_write(const struct machine *m, const struct gpu_info *g, double cap_w, char *err,
+                             size_t err_size);
 
 /* The NVML names used in messages and in answer files ("NVML_ERROR_NOT_SUPPORTED",
  * "NVML_P2P_STATUS_OK", "NVML_TOPOLOGY_SYSTEM"); NULL for values NVML does not define. Inline so

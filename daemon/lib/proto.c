@@ -17,6 +17,8 @@ static const char *const request_names[] = {
         [PROTO_RELEASE] = "release",
         [PROTO_LEASES] = "leases",
         [PROTO_SUBSCRIBE] = "subscribe",
+        [PROTO_POWER_GET] = "power_get",
+        [PROTO_POWER_SET] = "power_set",
 };
 
 static const struct {
@@ -26,12 +28,15 @@ static const struct {
         { PROTO_EVENT_LEASE_REVOKED, "lease_revoked" },
         { PROTO_EVENT_HOTPLUG, "hotplug" },
         { PROTO_EVENT_LEASE, "lease" },
+        { PROTO_EVENT_POWER, "power" },
 };
 
 /* The fields each request may carry besides "id" and "request". */
 static const char *const lease_fields[] = { "count", "gpus", "min_vram_bytes", "exclusive", "wait_ms", "holder", NULL };
 static const char *const release_fields[] = { "lease", NULL };
 static const char *const subscribe_fields[] = { "events", NULL };
+static const char *const power_get_fields[] = { "gpu", NULL };
+static const char *const power_set_fields[] = { "gpu", "watts", NULL };
 static const char *const no_fields[] = { NULL };
 
 static const struct {
@@ -40,7 +45,7 @@ static const struct {
 } errno_names[] = {
         { EPERM, "EPERM" },   { EBUSY, "EBUSY" },   { EINVAL, "EINVAL" },     { ENODEV, "ENODEV" },
         { ENOENT, "ENOENT" }, { ENOMEM, "ENOMEM" }, { ETIMEDOUT, "ETIMEDOUT" }, { EMSGSIZE, "EMSGSIZE" },
-        { EIO, "EIO" },       { ENOTSUP, "ENOTSUP" },
+        { EIO, "EIO" },       { ENOTSUP, "ENOTSUP" }, { ERANGE, "ERANGE" },
 };
 
 const char *proto_request_name(enum proto_request_kind kind)
@@ -216,9 +221,30 @@ static int parse_subscribe(struct json_object *o, unsigned *events, char *err, s
                         if (streq(event_names[j].name, name))
                                 bit = event_names[j].kind;
                 if (!bit)
-                        return fail(err, err_size, "unknown event '%.64s' (known: lease_revoked, hotplug, lease)", name);
+                        return fail(err, err_size, "unknown event '%.64s' (known: lease_revoked, hotplug, lease, power)", name);
                 *events |= bit;
         }
+        return 0;
+}
+
+static int parse_power(struct json_object *o, struct proto_request *r, char *err, size_t err_size)
+{
+        struct json_object *v;
+        if (json_object_object_get_ex(o, "gpu", &v)) {
+                int e = get_selector(v, r->gpu, err, err_size);
+                if (e < 0)
+                        return e;
+        }
+        if (r->kind == PROTO_POWER_GET)
+                return 0;
+        if (!r->gpu[0])
+                return fail(err, err_size, "'power_set' needs \"gpu\": an index, a PCI address or a unique id");
+        if (!json_object_object_get_ex(o, "watts", &v) ||
+            !(json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)))
+                return fail(err, err_size, "'power_set' needs \"watts\": a number");
+        r->watts = json_object_get_double(v);
+        if (!(r->watts > 0 && r->watts < 100000))
+                return fail(err, err_size, "'watts' must be between 0 and 100000");
         return 0;
 }
 
@@ -226,7 +252,8 @@ static int parse_kind(struct json_object *o, enum proto_request_kind *kind, char
 {
         struct json_object *v;
         if (!json_object_object_get_ex(o, "request", &v) || !json_object_is_type(v, json_type_string))
-                return fail(err, err_size, "missing \"request\" (one of hello, list, topo, lease, release, leases, subscribe)");
+                return fail(err, err_size, "missing \"request\" (one of hello, list, topo, lease, release, leases, "
+                                           "subscribe, power_get, power_set)");
         const char *name = json_object_get_string(v);
         for (size_t i = 0; i < ELEMENTSOF(request_names); i++)
                 if (streq(request_names[i], name)) {
@@ -305,6 +332,8 @@ int proto_parse_request(const char *line, size_t len, struct proto_request *out,
                 const char *const *fields = out->kind == PROTO_LEASE     ? lease_fields
                                           : out->kind == PROTO_RELEASE   ? release_fields
                                           : out->kind == PROTO_SUBSCRIBE ? subscribe_fields
+                                          : out->kind == PROTO_POWER_GET ? power_get_fields
+                                          : out->kind == PROTO_POWER_SET ? power_set_fields
                                                                          : no_fields;
                 r = check_fields(o, fields, err, err_size);
         }
@@ -317,6 +346,8 @@ int proto_parse_request(const char *line, size_t len, struct proto_request *out,
         }
         if (r == 0 && out->kind == PROTO_SUBSCRIBE)
                 r = parse_subscribe(o, &out->events, err, err_size);
+        if (r == 0 && (out->kind == PROTO_POWER_GET || out->kind == PROTO_POWER_SET))
+                r = parse_power(o, out, err, err_size);
         json_object_put(o);
         return r;
 }

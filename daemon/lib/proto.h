@@ -26,6 +26,8 @@ enum proto_request_kind {
         PROTO_RELEASE,
         PROTO_LEASES,
         PROTO_SUBSCRIBE,
+        PROTO_POWER_GET,
+        PROTO_POWER_SET,
 };
 
 /* Events a connection may subscribe to; lease_revoked always reaches the holder. */
@@ -33,6 +35,7 @@ enum proto_event_kind {
         PROTO_EVENT_LEASE_REVOKED = 1u << 0,
         PROTO_EVENT_HOTPLUG = 1u << 1,
         PROTO_EVENT_LEASE = 1u << 2,    /* any grant or release: what `gpuctl leases --follow` would show */
+        PROTO_EVENT_POWER = 1u << 3,    /* a cap set or restored */
 };
 
 struct proto_lease_params {
@@ -51,6 +54,8 @@ struct proto_request {
         struct proto_lease_params lease;        /* PROTO_LEASE */
         char lease_id[PROTO_LEASE_ID_LEN];      /* PROTO_RELEASE */
         unsigned events;                        /* PROTO_SUBSCRIBE: enum proto_event_kind bits */
+        char gpu[PROTO_SELECTOR_LEN];           /* PROTO_POWER_GET (optional), PROTO_POWER_SET */
+        double watts;                           /* PROTO_POWER_SET */
 };
 
 /* Parses one line (without its newline). On failure returns -EINVAL with a message for the peer

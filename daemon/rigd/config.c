@@ -1,6 +1,7 @@
 /* config.c — parsing rigd.conf with inih. inih hands the handler no line numbers in Debian's
  * build, so the reader counts lines itself: every warning names file:line. */
 #include <errno.h>
+#include <math.h>
 #include <dirent.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -79,19 +80,75 @@ static bool is_group_name(const char *v)
         return true;
 }
 
+/* A positive decimal number ("190", "187.5"), nothing after it. */
+static bool parse_watts(const char *v, double *out)
+{
+        char *end;
+        errno = 0;
+        double w = strtod(v, &end);
+        if (errno || end == v || *end || !(w > 0) || w > 1e6)
+                return false;
+        *out = w;
+        return true;
+}
+
+static struct config_gpu *gpu_section(struct rigd_config *c, const char *selector)
+{
+        for (size_t i = 0; i < c->n_gpus; i++)
+                if (streq(c->gpus[i].selector, selector))
+                        return &c->gpus[i];
+        if (c->n_gpus == CONFIG_MAX_GPU_SECTIONS)
+                return NULL;
+        struct config_gpu *g = &c->gpus[c->n_gpus++];
+        strscpy(g->selector, selector, sizeof(g->selector));
+        g->cap.w = g->idle_cap.w = NAN;
+        return g;
+}
+
+static int handle_gpu(struct parse_state *s, const char *selector, const char *key, const char *value)
+{
+        if (!*selector || strlen(selector) >= CONFIG_SELECTOR_LEN)
+                return bad_line(s, "[gpu:%s] needs '*', a PCI address or a unique id%s", selector, "");
+        struct config_watts *target = NULL;
+        struct config_gpu *g = gpu_section(s->config, selector);
+        if (!g)
+                return bad_line(s, "[gpu:%s]: more GPU sections than rigd keeps%s", selector, "");
+        if (streq(key, "power_cap_watts"))
+                target = &g->cap;
+        else if (streq(key, "idle_power_cap_watts"))
+                target = &g->idle_cap;
+        else
+                return bad_line(s, "unknown key '%s' in [gpu:%s] (known: power_cap_watts, idle_power_cap_watts)", key,
+                                selector);
+        double w;
+        if (!parse_watts(value, &w))
+                return bad_line(s, "%s = '%s' is not a number of watts", key, value);
+        target->w = w;
+        snprintf(target->where, sizeof(target->where), "%s:%d", s->path, s->line);
+        return 1;
+}
+
 static int handle(void *user, const char *section, const char *key, const char *value)
 {
         struct parse_state *s = user;
-        if (!streq(section, "rigd")) {
-                if (startswith(section, "gpu:"))
-                        return bad_line(s, "[%s] %s: power caps are not enforced by this rigd yet", section, key);
+        if (startswith(section, "gpu:"))
+                return handle_gpu(s, section + 4, key, value);
+        if (!streq(section, "rigd"))
                 return bad_line(s, "unknown section [%s] (key %s)", section, key);
+        if (streq(key, "power_check_interval_s")) {
+                double v;
+                if (!parse_watts(value, &v) || v < 0.05 || v > 3600)
+                        return bad_line(s, "power_check_interval_s = '%s' is not a number of seconds in [0.05, 3600]%s",
+                                        value, "");
+                s->config->power_check_s = v;
+                return 1;
         }
         char *target = streq(key, "lease_group") ? s->config->lease_group
                      : streq(key, "admin_group") ? s->config->admin_group
                                                  : NULL;
         if (!target)
-                return bad_line(s, "unknown key '%s'%s (known: lease_group, admin_group)", key, "");
+                return bad_line(s, "unknown key '%s'%s (known: lease_group, admin_group, power_check_interval_s)",
+                                key, "");
         if (!is_group_name(value))
                 return bad_line(s, "%s = '%s' is not a group name or number", key, value);
         strscpy(target, value, CONFIG_GROUP_LEN);
@@ -100,6 +157,8 @@ static int handle(void *user, const char *section, const char *key, const char *
 
 void config_init_defaults(struct rigd_config *c)
 {
+        memset(c, 0, sizeof(*c));
+        c->power_check_s = 10;
         strscpy(c->lease_group, "render", sizeof(c->lease_group));
         strscpy(c->admin_group, "rig-admin", sizeof(c->admin_group));
 }

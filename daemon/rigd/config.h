@@ -3,10 +3,29 @@
 #pragma once
 
 #define CONFIG_GROUP_LEN 64
+#define CONFIG_MAX_GPU_SECTIONS 64
+#define CONFIG_SELECTOR_LEN 80
+#define CONFIG_WHERE_LEN 300
+
+/* One value of a [gpu:SELECTOR] section, with where it was written (for messages). */
+struct config_watts {
+        double w;                               /* NAN when not set */
+        char where[CONFIG_WHERE_LEN];           /* "/etc/rig/rigd.conf:4" */
+};
+
+/* [gpu:*], [gpu:0000:03:00.0] or [gpu:UNIQUE_ID]: the power policy of the GPUs it names. */
+struct config_gpu {
+        char selector[CONFIG_SELECTOR_LEN];     /* "*", a PCI address or a unique id */
+        struct config_watts cap;                /* power_cap_watts */
+        struct config_watts idle_cap;           /* idle_power_cap_watts: while no lease holds the GPU */
+};
 
 struct rigd_config {
         char lease_group[CONFIG_GROUP_LEN];     /* [rigd] lease_group: may take leases ("render") */
         char admin_group[CONFIG_GROUP_LEN];     /* [rigd] admin_group: may also change power ("rig-admin") */
+        double power_check_s;                   /* [rigd] power_check_interval_s: caps re-verified this often */
+        struct config_gpu gpus[CONFIG_MAX_GPU_SECTIONS];        /* in the order read */
+        size_t n_gpus;
 };
 
 void config_init_defaults(struct rigd_config *c);

@@ -4,6 +4,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,8 @@ int rigd_rediscover(struct rigd *d)
                 broadcast_hotplug(d, m, old, "remove");
         }
         machine_free(old);
+        /* Every named GPU to its cap: new ones, and ones a reset set back to the default. */
+        power_enforce(d, old ? "rediscovery" : "start");
         server_schedule(d);
         return 0;
 }
@@ -150,7 +153,10 @@ static int on_sighup(sd_event_source *s, const struct signalfd_siginfo *si, void
         sd_notify(0, "RELOADING=1");
         log_info("SIGHUP: reloading the configuration and rediscovering the GPUs");
         load_config(d);
+        for (size_t i = 0; i < d->n_power; i++)
+                d->power[i].override_w = NAN;   /* caps set at run time last until a reload */
         rigd_rediscover(d);
+        power_start(d);
         sd_notify(0, "READY=1");
         return 0;
 }
@@ -226,6 +232,9 @@ static int setup(struct rigd *d)
         r = server_listen(d);
         if (r < 0)
                 return r;
+        r = power_start(d);
+        if (r < 0)
+                return r;
         if (streq(d->root, "/"))
                 uevent_start(d);        /* without it rigd still serves; SIGHUP rediscovers */
         return 0;
@@ -258,6 +267,7 @@ int main(int argc, char **argv)
         }
         uevent_stop(&d);
         server_close(&d);
+        power_stop(&d);
         sd_event_source_disable_unref(d.rediscover_timer);
         lease_table_free(&d.leases);
         machine_free(d.machine);

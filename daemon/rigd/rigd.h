@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -16,6 +17,16 @@
 #define RIGD_MAX_OUTPUT (1024 * 1024)   /* bytes queued for a peer that does not read: then it is dropped */
 
 struct wait;
+
+/* What power.c remembers of one GPU (by PCI address: it survives rediscovery). */
+struct power_gpu {
+        char pci[GPU_PCI_LEN];
+        double applied_w;               /* the cap rigd last set or found in force; NAN: none yet */
+        double override_w;              /* set at run time by an admin; NAN: the config decides */
+        double refused_w;               /* a target that could not be set (said once); NAN */
+        uint64_t checked_usec;          /* CLOCK_REALTIME of the last check that found applied_w */
+        bool is_unreadable_logged;
+};
 
 /* One client connection. Its leases live exactly as long as it does. */
 struct conn {
@@ -52,6 +63,9 @@ struct rigd {
         bool is_socket_ours;            /* bound by us (unlink at exit), not handed over by systemd */
         sd_event_source *listen_source;
         sd_event_source *rediscover_timer;
+        sd_event_source *power_timer;
+        struct power_gpu *power;
+        size_t n_power;
         void *udev_monitor;             /* uevent.c's state; NULL under --root */
 };
 
@@ -70,6 +84,16 @@ int rigd_rediscover(struct rigd *d);
 /* Rediscovers after a short quiet time: a hotplug comes as a burst of uevents. */
 void rigd_rediscover_soon(struct rigd *d);
 void rigd_update_status(struct rigd *d);
+
+/* power.c */
+int power_start(struct rigd *d);                /* the periodic check; again after a reload */
+void power_stop(struct rigd *d);
+void power_enforce(struct rigd *d, const char *occasion);
+bool power_is_leased(const struct rigd *d, const char *pci);
+/* The cap rigd keeps on g now (NAN: g is left alone) and, in source, why. */
+double power_target(struct rigd *d, const struct gpu_info *g, char *source, size_t source_size);
+/* An admin's cap for g, kept until the next reload: -ERANGE/-ENOTSUP/-EIO with err. */
+int power_set_override(struct rigd *d, const struct gpu_info *g, double watts, char *err, size_t err_size);
 
 /* uevent.c: follows GPU add/remove uevents (live system only). */
 int uevent_start(struct rigd *d);

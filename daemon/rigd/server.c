@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 
 #include "gpu_json.h"
 #include "log.h"
+#include "powercap.h"
 #include "rigd.h"
 #include "util.h"
 
@@ -285,6 +287,7 @@ void server_schedule(struct rigd *d)
         int r = lease_table_schedule(&d->leases, realtime_usec(), on_granted, d);
         if (r < 0)
                 log_warning_errno(r, "granting waiting leases");
+        power_enforce(d, "lease change");       /* idle caps follow the leases */
         rigd_update_status(d);
 }
 
@@ -466,6 +469,60 @@ static struct json_object *list_to_json(const struct rigd *d, bool is_brief)
         return result;
 }
 
+static struct json_object *power_to_json(struct rigd *d, const struct gpu_info *g)
+{
+        char source[CONFIG_WHERE_LEN + 64];
+        double target = power_target(d, g, source, sizeof(source));
+        double cap = NAN;
+        powercap_read(d->machine, g, &cap);     /* fresh: the list's figure is from the discovery */
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "index", json_object_new_int(g->index));
+        json_object_object_add(o, "pci", json_object_new_string(g->pci));
+        json_object_object_add(o, "name", json_string_or_null(g->name));
+        json_object_object_add(o, "power_w", json_double_or_null(g->power_w));
+        json_object_object_add(o, "power_cap_w", json_double_or_null(cap));
+        json_object_object_add(o, "power_cap_min_w", json_double_or_null(g->power_cap_min_w));
+        json_object_object_add(o, "power_cap_max_w", json_double_or_null(g->power_cap_max_w));
+        json_object_object_add(o, "power_cap_default_w", json_double_or_null(g->power_cap_default_w));
+        json_object_object_add(o, "target_w", json_double_or_null(target));
+        json_object_object_add(o, "source", json_string_or_null(source));
+        json_object_object_add(o, "leased", json_object_new_boolean(power_is_leased(d, g->pci)));
+        return o;
+}
+
+static void handle_power(struct conn *c, const struct proto_request *r)
+{
+        struct rigd *d = c->rigd;
+        const struct gpu_info *g = r->gpu[0] ? machine_find_gpu(d->machine, r->gpu) : NULL;
+        if (r->gpu[0] && !g) {
+                reply_error(c, r->id, -ENODEV, "no GPU matches '%s' (gpuctl list shows them)", r->gpu);
+                return;
+        }
+        if (r->kind == PROTO_POWER_SET) {
+                if (!c->is_admin) {
+                        log_warning("denied a power cap change to uid %u pid %d: not root, not in group %s",
+                                    c->cred.uid, (int)c->cred.pid, d->config.admin_group);
+                        reply_error(c, r->id, -EPERM, "uid %u may not change power caps: that is for root and group %s",
+                                    c->cred.uid, d->config.admin_group);
+                        return;
+                }
+                char err[512];
+                int e = power_set_override(d, g, r->watts, err, sizeof(err));
+                if (e < 0) {
+                        reply_error(c, r->id, e, "%s", err);
+                        return;
+                }
+                log_info("uid %u pid %d set GPU %s's power cap to %.0f W", c->cred.uid, (int)c->cred.pid, g->pci, r->watts);
+        }
+        struct json_object *gpus = json_object_new_array();
+        for (size_t i = 0; i < d->machine->n_gpus; i++)
+                if (!g || g == &d->machine->gpus[i])
+                        json_object_array_add(gpus, power_to_json(d, &d->machine->gpus[i]));
+        struct json_object *result = json_object_new_object();
+        json_object_object_add(result, "gpus", gpus);
+        conn_send(c, proto_format_result(r->id, result));
+}
+
 static void handle_request(struct conn *c, const struct proto_request *r)
 {
         struct rigd *d = c->rigd;
@@ -507,6 +564,10 @@ static void handle_request(struct conn *c, const struct proto_request *r)
                 return;
         case PROTO_RELEASE:
                 handle_release(c, r);
+                return;
+        case PROTO_POWER_GET:
+        case PROTO_POWER_SET:
+                handle_power(c, r);
                 return;
         }
         conn_send(c, proto_format_result(r->id, result));

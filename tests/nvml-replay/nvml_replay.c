@@ -391,6 +391,20 @@ nvmlReturn_t nvmlDeviceGetEnforcedPowerLimit(nvmlDevice_t device, unsigned int *
         return answer_uint(dev, "nvmlDeviceGetEnforcedPowerLimit", limit_mw);
 }
 
+/* The answer file says whether a set is permitted ({"error": "NVML_ERROR_NO_PERMISSION"}, or any
+ * non-error value for yes); a permitted set becomes what nvmlDeviceGetEnforcedPowerLimit answers
+ * next, as on a GPU. Nothing here ever reaches a real GPU. */
+nvmlReturn_t nvmlDeviceSetPowerManagementLimit(nvmlDevice_t device, unsigned int limit_mw)
+{
+        DEVICE_OR_RETURN(dev, device);
+        json_object *v = NULL;
+        nvmlReturn_t r = answer(dev, "nvmlDeviceSetPowerManagementLimit", &v);
+        if (r != NVML_SUCCESS)
+                return r;
+        json_object_object_add(dev, "nvmlDeviceGetEnforcedPowerLimit", json_object_new_int64(limit_mw));
+        return NVML_SUCCESS;
+}
+
 nvmlReturn_t nvmlDeviceGetPowerManagementLimitConstraints(nvmlDevice_t device, unsigned int *min_mw,
                                                           unsigned int *max_mw)
 {
