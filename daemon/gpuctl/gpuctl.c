@@ -26,6 +26,7 @@ static const struct verb verbs[] = {
         { "leases", verb_leases, "who holds which GPU (asks rigd)", false },
         { "lease",  verb_lease,  "run a command holding a lease: lease -n N [--min-vram B] -- CMD...", true },
         { "power",  verb_power,  "power caps and what rigd keeps them at: power [GPU] [--set WATTS]", true },
+        { "faults", verb_faults, "GPU faults and health (rigd); faults --classify FILE|- reads a saved log", true },
 };
 
 static void usage(FILE *f)

@@ -22,6 +22,7 @@ int verb_leases(const struct gpuctl *ctl, int argc, char **argv);
 /* argv[0] is "lease": it parses its own options, then "--" and the command. */
 int verb_lease(const struct gpuctl *ctl, int argc, char **argv);
 int verb_power(const struct gpuctl *ctl, int argc, char **argv);        /* argv[0] is "power" */
+int verb_faults(const struct gpuctl *ctl, int argc, char **argv);       /* argv[0] is "faults" */
 
 struct rigd_client;
 /* A connection to rigd when one answers on ctl->socket and serves the same root as ctl (a rigd

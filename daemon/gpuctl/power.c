@@ -65,16 +65,7 @@ static struct json_object *discovered_power(const struct machine *m, const struc
                 const struct gpu_info *g = &m->gpus[i];
                 if (only && only != g)
                         continue;
-                struct json_object *o = json_object_new_object();
-                json_object_object_add(o, "index", json_object_new_int(g->index));
-                json_object_object_add(o, "pci", json_object_new_string(g->pci));
-                json_object_object_add(o, "name", json_string_or_null(g->name));
-                json_object_object_add(o, "power_w", json_double_or_null(g->power_w));
-                json_object_object_add(o, "power_cap_w", json_double_or_null(g->power_cap_w));
-                json_object_object_add(o, "power_cap_min_w", json_double_or_null(g->power_cap_min_w));
-                json_object_object_add(o, "power_cap_max_w", json_double_or_null(g->power_cap_max_w));
-                json_object_object_add(o, "power_cap_default_w", json_double_or_null(g->power_cap_default_w));
-                json_object_array_add(gpus, o);
+                json_object_array_add(gpus, gpu_power_to_json(g, g->power_cap_w));
         }
         return gpus;
 }

@@ -212,7 +212,7 @@ int rigd_client_call(struct rigd_client *c, const char *name, struct json_object
 
 int rigd_client_next_event(struct rigd_client *c, int timeout_ms, struct json_object **event)
 {
-        int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+        int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
         while (c->n_events == 0) {
                 struct json_object *msg;
                 int r = read_message(c, deadline, &msg);

@@ -23,7 +23,8 @@ int rigd_client_fd(const struct rigd_client *c);
 int rigd_client_call(struct rigd_client *c, const char *name, struct json_object *fields, int timeout_ms,
                      struct json_object **result, char *err, size_t err_size);
 
-/* The next event: a queued one, else one read within timeout_ms (0: only what is there). 1 with
+/* The next event: a queued one, else one read within timeout_ms (0: only what is there, -1: wait
+ * for one). 1 with
  * *event (owned by the caller), 0 when none came, or a negative errno when the connection broke. */
 int rigd_client_next_event(struct rigd_client *c, int timeout_ms, struct json_object **event);
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gpu_json.h"
+#include "kmsg.h"
 
 struct json_object *json_double_or_null(double v)
 {
@@ -97,5 +98,32 @@ struct json_object *link_to_json(const struct gpu_link *l)
         for (size_t i = 0; i < l->n_reasons; i++)
                 json_object_array_add(reasons, json_object_new_string(l->reasons[i]));
         json_object_object_add(o, "reasons", reasons);
+        return o;
+}
+
+struct json_object *gpu_power_to_json(const struct gpu_info *g, double power_cap_w)
+{
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "index", json_object_new_int(g->index));
+        json_object_object_add(o, "pci", json_object_new_string(g->pci));
+        json_object_object_add(o, "name", json_string_or_null(g->name));
+        json_object_object_add(o, "power_w", json_double_or_null(g->power_w));
+        json_object_object_add(o, "power_cap_w", json_double_or_null(power_cap_w));
+        json_object_object_add(o, "power_cap_min_w", json_double_or_null(g->power_cap_min_w));
+        json_object_object_add(o, "power_cap_max_w", json_double_or_null(g->power_cap_max_w));
+        json_object_object_add(o, "power_cap_default_w", json_double_or_null(g->power_cap_default_w));
+        return o;
+}
+
+struct json_object *fault_to_json(const struct fault *f, uint64_t line)
+{
+        struct json_object *o = json_object_new_object();
+        json_object_object_add(o, "line", json_object_new_int64((int64_t)line));
+        json_object_object_add(o, "time", json_string_or_null(f->time));
+        json_object_object_add(o, "gpu_pci", json_string_or_null(f->gpu_pci));
+        json_object_object_add(o, "kind", json_object_new_string(fault_kind_str(f->kind)));
+        json_object_object_add(o, "severity", json_object_new_string(fault_severity_str(f->severity)));
+        json_object_object_add(o, "xid", json_int_or_null(f->xid));
+        json_object_object_add(o, "text", json_object_new_string(f->text));
         return o;
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
 
@@ -15,3 +16,10 @@ struct json_object *json_string_or_null(const char *s);
 /* The "lease" field is null; rigd sets it for GPUs a lease holds. */
 struct json_object *gpu_to_json(const struct gpu_info *g, bool is_brief);
 struct json_object *link_to_json(const struct gpu_link *l);
+
+/* The power fields of `power_get` (DESIGN §4.2 names), with the cap as read now. */
+struct json_object *gpu_power_to_json(const struct gpu_info *g, double power_cap_w);
+
+/* A fault as `faults --json` and rigd's `fault` event write it (DESIGN §4.2); line is 1-based. */
+struct fault;
+struct json_object *fault_to_json(const struct fault *f, uint64_t line);

@@ -19,6 +19,7 @@ static const char *const request_names[] = {
         [PROTO_SUBSCRIBE] = "subscribe",
         [PROTO_POWER_GET] = "power_get",
         [PROTO_POWER_SET] = "power_set",
+        [PROTO_FAULTS] = "faults",
 };
 
 static const struct {
@@ -29,6 +30,8 @@ static const struct {
         { PROTO_EVENT_HOTPLUG, "hotplug" },
         { PROTO_EVENT_LEASE, "lease" },
         { PROTO_EVENT_POWER, "power" },
+        { PROTO_EVENT_FAULT, "fault" },
+        { PROTO_EVENT_HEALTH, "health" },
 };
 
 /* The fields each request may carry besides "id" and "request". */
@@ -221,7 +224,7 @@ static int parse_subscribe(struct json_object *o, unsigned *events, char *err, s
                         if (streq(event_names[j].name, name))
                                 bit = event_names[j].kind;
                 if (!bit)
-                        return fail(err, err_size, "unknown event '%.64s' (known: lease_revoked, hotplug, lease, power)", name);
+                        return fail(err, err_size, "unknown event '%.64s' (known: lease_revoked, hotplug, lease, power, fault, health)", name);
                 *events |= bit;
         }
         return 0;
@@ -253,7 +256,7 @@ static int parse_kind(struct json_object *o, enum proto_request_kind *kind, char
         struct json_object *v;
         if (!json_object_object_get_ex(o, "request", &v) || !json_object_is_type(v, json_type_string))
                 return fail(err, err_size, "missing \"request\" (one of hello, list, topo, lease, release, leases, "
-                                           "subscribe, power_get, power_set)");
+                                           "subscribe, power_get, power_set, faults)");
         const char *name = json_object_get_string(v);
         for (size_t i = 0; i < ELEMENTSOF(request_names); i++)
                 if (streq(request_names[i], name)) {

@@ -28,6 +28,7 @@ enum proto_request_kind {
         PROTO_SUBSCRIBE,
         PROTO_POWER_GET,
         PROTO_POWER_SET,
+        PROTO_FAULTS,
 };
 
 /* Events a connection may subscribe to; lease_revoked always reaches the holder. */
@@ -36,6 +37,8 @@ enum proto_event_kind {
         PROTO_EVENT_HOTPLUG = 1u << 1,
         PROTO_EVENT_LEASE = 1u << 2,    /* any grant or release: what `gpuctl leases --follow` would show */
         PROTO_EVENT_POWER = 1u << 3,    /* a cap set or restored */
+        PROTO_EVENT_FAULT = 1u << 4,    /* a GPU fault in the kernel log; holders get it unasked */
+        PROTO_EVENT_HEALTH = 1u << 5,   /* a GPU's health changed */
 };
 
 struct proto_lease_params {

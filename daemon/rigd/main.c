@@ -120,6 +120,7 @@ int rigd_rediscover(struct rigd *d)
                 broadcast_hotplug(d, m, old, "remove");
         }
         machine_free(old);
+        health_after_probe(d);
         /* Every named GPU to its cap: new ones, and ones a reset set back to the default. */
         power_enforce(d, old ? "rediscovery" : "start");
         server_schedule(d);
@@ -235,6 +236,10 @@ static int setup(struct rigd *d)
         r = power_start(d);
         if (r < 0)
                 return r;
+        r = health_start(d);
+        if (r < 0)
+                return r;
+        health_apply(d);
         if (streq(d->root, "/"))
                 uevent_start(d);        /* without it rigd still serves; SIGHUP rediscovers */
         return 0;
@@ -243,6 +248,7 @@ static int setup(struct rigd *d)
 int main(int argc, char **argv)
 {
         log_set_max_level(LOG_LEVEL_INFO);
+        log_open_journal_if_connected();
         struct rigd d = { .root = "/", .socket_path = "/run/rigd/rigd.sock", .listen_fd = -1 };
         lease_table_init(&d.leases);
         int r = parse_options(&d, argc, argv);
@@ -268,6 +274,7 @@ int main(int argc, char **argv)
         uevent_stop(&d);
         server_close(&d);
         power_stop(&d);
+        health_stop(&d);
         sd_event_source_disable_unref(d.rediscover_timer);
         lease_table_free(&d.leases);
         machine_free(d.machine);

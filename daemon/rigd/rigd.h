@@ -17,6 +17,8 @@
 #define RIGD_MAX_OUTPUT (1024 * 1024)   /* bytes queued for a peer that does not read: then it is dropped */
 
 struct wait;
+struct health_state;
+struct fault;
 
 /* What power.c remembers of one GPU (by PCI address: it survives rediscovery). */
 struct power_gpu {
@@ -67,6 +69,7 @@ struct rigd {
         struct power_gpu *power;
         size_t n_power;
         void *udev_monitor;             /* uevent.c's state; NULL under --root */
+        struct health_state *health;    /* health.c's state */
 };
 
 /* server.c */
@@ -76,6 +79,8 @@ void server_close(struct rigd *d);
 void server_schedule(struct rigd *d);
 /* Sends an event line (fields consumed) to every connection subscribed to kind. */
 void server_broadcast(struct rigd *d, enum proto_event_kind kind, struct json_object *fields);
+/* Tells the holders of the fault's GPU (always) and fault subscribers. */
+void server_fault(struct rigd *d, const struct fault *f, uint64_t line);
 /* Tells the holder of l (always) and lease_revoked subscribers that l ended because gone_pci left. */
 void server_lease_revoked(struct rigd *d, const struct lease *l, const char *gone_pci);
 
@@ -94,6 +99,13 @@ bool power_is_leased(const struct rigd *d, const char *pci);
 double power_target(struct rigd *d, const struct gpu_info *g, char *source, size_t source_size);
 /* An admin's cap for g, kept until the next reload: -ERANGE/-ENOTSUP/-EIO with err. */
 int power_set_override(struct rigd *d, const struct gpu_info *g, double watts, char *err, size_t err_size);
+
+/* health.c: the kernel log followed for faults. */
+int health_start(struct rigd *d);
+void health_stop(struct rigd *d);
+void health_apply(struct rigd *d);              /* health states into d->machine's GPUs */
+void health_after_probe(struct rigd *d);        /* recovering GPUs present after a rediscovery are ok */
+struct json_object *health_to_json(struct rigd *d);     /* the `faults` reply */
 
 /* uevent.c: follows GPU add/remove uevents (live system only). */
 int uevent_start(struct rigd *d);

@@ -17,6 +17,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "gpu_json.h"
+#include "kmsg.h"
 #include "log.h"
 #include "powercap.h"
 #include "rigd.h"
@@ -134,6 +135,25 @@ void server_lease_revoked(struct rigd *d, const struct lease *l, const char *gon
         for (struct conn *c = d->conns; c; c = c->next)
                 if (c == l->req.owner || (c->events & PROTO_EVENT_LEASE_REVOKED))
                         conn_send(c, proto_format_event(PROTO_EVENT_LEASE_REVOKED, json_object_get(fields)));
+        json_object_put(fields);
+}
+
+void server_fault(struct rigd *d, const struct fault *f, uint64_t line)
+{
+        const struct lease *holders[PROTO_MAX_GPUS];
+        size_t n_holders = 0;
+        for (const struct lease *l = d->leases.leases; l && n_holders < PROTO_MAX_GPUS; l = l->next)
+                for (size_t i = 0; i < l->req.count; i++)
+                        if (streq(l->pci[i], f->gpu_pci))
+                                holders[n_holders++] = l;
+        struct json_object *fields = fault_to_json(f, line);
+        for (struct conn *c = d->conns; c; c = c->next) {
+                bool is_holder = false;
+                for (size_t k = 0; k < n_holders; k++)
+                        is_holder |= holders[k]->req.owner == c;
+                if (is_holder || (c->events & PROTO_EVENT_FAULT))
+                        conn_send(c, proto_format_event(PROTO_EVENT_FAULT, json_object_get(fields)));
+        }
         json_object_put(fields);
 }
 
@@ -475,15 +495,7 @@ static struct json_object *power_to_json(struct rigd *d, const struct gpu_info *
         double target = power_target(d, g, source, sizeof(source));
         double cap = NAN;
         powercap_read(d->machine, g, &cap);     /* fresh: the list's figure is from the discovery */
-        struct json_object *o = json_object_new_object();
-        json_object_object_add(o, "index", json_object_new_int(g->index));
-        json_object_object_add(o, "pci", json_object_new_string(g->pci));
-        json_object_object_add(o, "name", json_string_or_null(g->name));
-        json_object_object_add(o, "power_w", json_double_or_null(g->power_w));
-        json_object_object_add(o, "power_cap_w", json_double_or_null(cap));
-        json_object_object_add(o, "power_cap_min_w", json_double_or_null(g->power_cap_min_w));
-        json_object_object_add(o, "power_cap_max_w", json_double_or_null(g->power_cap_max_w));
-        json_object_object_add(o, "power_cap_default_w", json_double_or_null(g->power_cap_default_w));
+        struct json_object *o = gpu_power_to_json(g, cap);
         json_object_object_add(o, "target_w", json_double_or_null(target));
         json_object_object_add(o, "source", json_string_or_null(source));
         json_object_object_add(o, "leased", json_object_new_boolean(power_is_leased(d, g->pci)));
@@ -569,6 +581,9 @@ static void handle_request(struct conn *c, const struct proto_request *r)
         case PROTO_POWER_SET:
                 handle_power(c, r);
                 return;
+        case PROTO_FAULTS:
+                result = health_to_json(d);
+                break;
         }
         conn_send(c, proto_format_result(r->id, result));
 }
