@@ -742,48 +742,53 @@ static bool is_stale_socket(const struct sockaddr_un *addr)
         return is_stale;
 }
 
+/* The directory (/run/rigd) when systemd did not make it: only its last level. */
+static int make_socket_dir(const char *socket_path)
+{
+        char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        strscpy(dir, socket_path, sizeof(dir));
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir)
+                return 0;
+        *slash = '\0';
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return log_error_errno(errno, "creating %s", dir);
+        return 0;
+}
+
+/* Binds and listens under a temporary name, then renames it into place: a client that sees the
+ * socket file can connect at once (between bind and listen it would be refused). */
 static int bind_socket(struct rigd *d)
 {
-        struct sockaddr_un addr = { .sun_family = AF_UNIX };
-        if (!strscpy(addr.sun_path, d->socket_path, sizeof(addr.sun_path)))
+        struct sockaddr_un addr = { .sun_family = AF_UNIX }, tmp = { .sun_family = AF_UNIX };
+        if (!strscpy(addr.sun_path, d->socket_path, sizeof(addr.sun_path)) ||
+            snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.new", d->socket_path) >= (int)sizeof(tmp.sun_path))
                 return log_error_errno(ENAMETOOLONG, "socket path %s", d->socket_path);
-
-        /* The directory (/run/rigd) when systemd did not make it: only its last level. */
-        char dir[sizeof(addr.sun_path)];
-        strscpy(dir, d->socket_path, sizeof(dir));
-        char *slash = strrchr(dir, '/');
-        if (slash && slash != dir) {
-                *slash = '\0';
-                if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                        return log_error_errno(errno, "creating %s", dir);
-        }
+        int r = make_socket_dir(d->socket_path);
+        if (r < 0)
+                return r;
+        if (access(addr.sun_path, F_OK) == 0 && !is_stale_socket(&addr))
+                return log_error_errno(EADDRINUSE, "%s: another rigd is serving it (or it is not a socket)",
+                                       d->socket_path);
 
         int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return log_error_errno(errno, "socket");
-        if (access(addr.sun_path, F_OK) == 0) {
-                if (!is_stale_socket(&addr)) {
-                        close(fd);
-                        return log_error_errno(EADDRINUSE, "%s: another rigd is serving it (or it is not a socket)",
-                                               d->socket_path);
-                }
-                unlink(addr.sun_path);
-        }
+        unlink(tmp.sun_path);
         /* Group render may connect (DESIGN §4.3); the rights are decided per request. */
         mode_t old = umask(0117);
-        int r = bind(fd, (const struct sockaddr *)&addr, sizeof(addr));
+        r = bind(fd, (const struct sockaddr *)&tmp, sizeof(tmp)) < 0 ? -errno : 0;
         umask(old);
-        if (r < 0) {
+        if (r == 0 && d->lease_gid != (gid_t)-1 && geteuid() == 0 && chown(tmp.sun_path, 0, d->lease_gid) < 0)
+                log_warning_errno(errno, "giving %s to group %s", d->socket_path, d->config.lease_group);
+        if (r == 0 && listen(fd, SOMAXCONN) < 0)
                 r = -errno;
+        if (r == 0 && rename(tmp.sun_path, addr.sun_path) < 0)
+                r = -errno;
+        if (r < 0) {
+                unlink(tmp.sun_path);
                 close(fd);
                 return log_error_errno(r, "binding %s", d->socket_path);
-        }
-        if (d->lease_gid != (gid_t)-1 && geteuid() == 0 && chown(d->socket_path, 0, d->lease_gid) < 0)
-                log_warning_errno(errno, "giving %s to group %s", d->socket_path, d->config.lease_group);
-        if (listen(fd, SOMAXCONN) < 0) {
-                r = -errno;
-                close(fd);
-                return log_error_errno(r, "listening on %s", d->socket_path);
         }
         d->listen_fd = fd;
         d->is_socket_ours = true;

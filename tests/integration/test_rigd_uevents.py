@@ -13,6 +13,7 @@ from gi.repository import UMockdev  # noqa: E402
 
 from test_rigd import FIXTURES, RIGD, Client, wait_for  # noqa: E402
 
+GPU0 = "/sys/devices/pci0000:00/0000:00:03.0/0000:03:00.0"
 GPU2 = "/sys/devices/pci0000:00/0000:00:01.0/0000:0a:00.0"
 
 
@@ -28,8 +29,12 @@ class LiveHotplug(unittest.TestCase):
         os.makedirs(self.tmp)
         self.socket = os.path.join(self.tmp, "rigd.sock")
         self.log = open(os.path.join(self.tmp, "rigd.log"), "w")
+        # The cap check runs once an hour: within the test only a uevent can bring a cap back.
+        config = os.path.join(self.tmp, "rigd.conf")
+        with open(config, "w") as f:
+            f.write("[rigd]\npower_check_interval_s = 3600\n[gpu:0000:03:00.0]\npower_cap_watts = 160\n")
         env = {**os.environ, "UMOCKDEV_DIR": self.testbed.get_root_dir()}
-        self.rigd = subprocess.Popen([RIGD, "--socket", self.socket, "-v"], stdout=self.log,
+        self.rigd = subprocess.Popen([RIGD, "--socket", self.socket, "--config", config, "-v"], stdout=self.log,
                                      stderr=subprocess.STDOUT, env=env)
         self.addCleanup(self.stop)
         wait_for(lambda: os.path.exists(self.socket) or self.rigd.poll() is not None, what="rigd's socket")
@@ -71,6 +76,17 @@ class LiveHotplug(unittest.TestCase):
         pcis = [g["pci"] for g in watcher.call("list")["result"]["gpus"]]
         self.assertIn("0000:0a:00.0", pcis)
         self.assertIn("result", holder.call("lease", gpus=["0000:0a:00.0"]))
+
+
+    def test_a_uevent_after_a_reset_brings_the_power_cap_back(self):
+        cap = self.sys + GPU0[4:] + "/hwmon/hwmon2/power1_cap"
+        with open(cap) as f:
+            self.assertEqual(f.read().strip(), "160000000")    # set at start, through the redirected /sys
+        with open(cap, "w") as f:
+            f.write("225000000\n")                            # what a GPU reset leaves
+        self.testbed.uevent(GPU0 + "/drm/card0", "change")
+        wait_for(lambda: open(cap).read().strip() == "160000000", what="the cap set again")
+        self.assertIn("power cap 225 W -> 160 W (power_cap_watts", self.read_log())
 
 
 if __name__ == "__main__":
