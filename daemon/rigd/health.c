@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-journal.h>
+
 #include "gpu_json.h"
 #include "kmsg.h"
 #include "log.h"
@@ -209,6 +211,48 @@ static int on_file(sd_event_source *s, const struct inotify_event *event, void *
         return 0;
 }
 
+/* The journal's kernel messages of the newest boot, as history: they reach further back than the
+ * kernel's ring buffer. Live, the system journal; under --root, <root>/var/log/journal. Returns how
+ * many records were read (0: no journal, or nothing in it). */
+static uint64_t read_journal_history(struct rigd *d)
+{
+        sd_journal *j = NULL;
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/var/log/journal", d->root);
+        int r = streq(d->root, "/") ? sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY | SD_JOURNAL_SYSTEM)
+                                    : access(dir, F_OK) == 0 ? sd_journal_open_directory(&j, dir, 0) : -ENOENT;
+        if (r < 0)
+                return 0;
+        /* The newest kernel record names the boot whose history counts. */
+        sd_id128_t boot;
+        const void *data;
+        size_t len;
+        char match[64];
+        if (sd_journal_add_match(j, "_TRANSPORT=kernel", 0) < 0 || sd_journal_seek_tail(j) < 0 ||
+            sd_journal_previous(j) <= 0 || sd_journal_get_monotonic_usec(j, NULL, &boot) < 0) {
+                sd_journal_close(j);
+                return 0;
+        }
+        snprintf(match, sizeof(match), "_BOOT_ID=" SD_ID128_FORMAT_STR, SD_ID128_FORMAT_VAL(boot));
+        sd_journal_add_match(j, match, 0);
+        uint64_t n = 0;
+        SD_JOURNAL_FOREACH(j) {
+                if (sd_journal_get_data(j, "MESSAGE", &data, &len) < 0 || len < 8)
+                        continue;
+                /* As /dev/kmsg would give it: its time since boot, then the message. */
+                uint64_t usec = 0;
+                sd_id128_t entry_boot;  /* with NULL here the call fails for any boot but this one */
+                sd_journal_get_monotonic_usec(j, &usec, &entry_boot);
+                char line[HEALTH_RECORD_MAX];
+                int n_line = snprintf(line, sizeof(line), "[%5llu.%06llu] %.*s", (unsigned long long)(usec / 1000000),
+                                      (unsigned long long)(usec % 1000000), (int)(len - 8), (const char *)data + 8);
+                handle_line(d, line, n_line < (int)sizeof(line) ? (size_t)n_line : sizeof(line) - 1);
+                n++;
+        }
+        sd_journal_close(j);
+        return n;
+}
+
 int health_start(struct rigd *d)
 {
         struct health_state *h = calloc(1, sizeof(*h));
@@ -226,14 +270,20 @@ int health_start(struct rigd *d)
                 return 0;
         }
         h->is_file = !is_live;
-        read_log(d);            /* history */
+        /* History from the journal when it has any (then the log is followed from its end, so no
+         * record counts twice), else what the kernel's ring buffer, or the root's file, still holds. */
+        uint64_t n_journal = read_journal_history(d);
+        if (n_journal > 0)
+                lseek(h->fd, 0, SEEK_END);
+        else
+                read_log(d);
         h->is_live = true;
         int r = h->is_file ? sd_event_add_inotify(d->event, &h->source, path, IN_MODIFY | IN_CLOSE_WRITE, on_file, d)
                            : sd_event_add_io(d->event, &h->source, h->fd, EPOLLIN, on_device, d);
         if (r < 0)
                 return log_warning_errno(r, "following %s: GPU faults are not followed", path);
-        log_info("following %s: %llu line(s) of history, %zu fault(s) in it", path, (unsigned long long)h->n_lines,
-                 h->n_history);
+        log_info("following %s: %llu line(s) of history (from %s), %zu fault(s) in it", path,
+                 (unsigned long long)h->n_lines, n_journal > 0 ? "the journal" : "the kernel log", h->n_history);
         return 0;
 }
 

@@ -23,7 +23,22 @@ NOISE = "6,999,{us},-;usb 1-1: new high-speed USB device number 2 using xhci_hcd
 
 
 class FaultWatch(unittest.TestCase):
-    def start(self, history=(), config=None, machine="mi50x3"):
+    def write_journal(self, entries):
+        """A journal file of kernel records (message, µs since boot), written by systemd's own
+        systemd-journal-remote from the export format, where journald keeps it."""
+        boot, machine_id = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+        export = ""
+        for i, (message, usec) in enumerate(entries):
+            export += (f"__CURSOR=s={boot};i={i + 1}\n__REALTIME_TIMESTAMP={1_700_000_000_000_000 + usec}\n"
+                       f"__MONOTONIC_TIMESTAMP={usec}\n_BOOT_ID={boot}\n_MACHINE_ID={machine_id}\n"
+                       f"_TRANSPORT=kernel\nSYSLOG_IDENTIFIER=kernel\nPRIORITY=3\nMESSAGE={message}\n\n")
+        directory = os.path.join(self.root, "var", "log", "journal", machine_id)
+        os.makedirs(directory)
+        r = subprocess.run(["/lib/systemd/systemd-journal-remote", "-o", os.path.join(directory, "system.journal"),
+                            "-"], input=export, capture_output=True, text=True, timeout=60)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def start(self, history=(), config=None, machine="mi50x3", journal=()):
         self.tmp = tempfile.mkdtemp(prefix="rigd-faults-")
         self.addCleanup(shutil.rmtree, self.tmp, True)
         self.root = os.path.join(self.tmp, "root")
@@ -34,6 +49,8 @@ class FaultWatch(unittest.TestCase):
         with open(self.kmsg, "w") as f:
             for line in history:
                 f.write(self.record(line) + "\n")
+        if journal:
+            self.write_journal(journal)
         self.rigd = Rigd(root=self.root, config=config)
         self.addCleanup(self.rigd.stop)
 
@@ -58,6 +75,20 @@ class FaultWatch(unittest.TestCase):
                          [("ring_timeout", "0000:06:00.0", 2, True)])
         self.assertEqual(result["gpus"][1]["counts"], {"ring_timeout": 1})
         self.assertEqual(result["gpus"][1]["health"], "ok")
+
+    def test_history_comes_from_the_journal_when_there_is_one(self):
+        # The journal keeps what the kernel's ring buffer lost: when it has the boot's kernel
+        # records, they are the history and the log is followed from its end.
+        self.start(history=[MES_TIMEOUT], journal=[("usb 1-1: new high-speed USB device", 1_000_000),
+                                                   (RING_TIMEOUT.split(";", 1)[1], 2_500_000)])
+        c = self.rigd.client()
+        faults = c.call("faults")["result"]["faults"]
+        self.assertEqual([(f["kind"], f["gpu_pci"], f["time"], f["history"]) for f in faults],
+                         [("ring_timeout", "0000:06:00.0", "2.500000", True)])
+        self.assertIn("history (from the journal)", self.rigd.read_log())
+        c.call("subscribe", events=["fault"])
+        self.append(MES_TIMEOUT)
+        self.assertEqual(c.event()["kind"], "mes_timeout")
 
     def test_a_holder_hears_of_its_gpus_fault_at_once(self):
         self.start()
