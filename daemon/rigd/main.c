@@ -104,10 +104,11 @@ int rigd_rediscover(struct rigd *d)
                 const struct gpu_info *g = &m->gpus[i];
                 strscpy(gpus[i].pci, g->pci, sizeof(gpus[i].pci));
                 gpus[i].vram_total_bytes = g->vram_total_bytes;
-                gpus[i].vram_free_bytes = g->vram_total_bytes > g->vram_used_bytes ? g->vram_total_bytes - g->vram_used_bytes : 0;
+                gpus[i].vram_free_bytes =
+                        g->vram_total_bytes > g->vram_used_bytes ? g->vram_total_bytes - g->vram_used_bytes : 0;
         }
         struct machine *old = d->machine;
-        /* Revocation events describe the lease against the machine it was granted on. */
+        bool is_first = !old;
         r = lease_table_set_gpus(&d->leases, gpus, m->n_gpus, on_revoked, d);
         free(gpus);
         if (r < 0) {
@@ -115,14 +116,14 @@ int rigd_rediscover(struct rigd *d)
                 return log_error_errno(r, "rediscovery");
         }
         d->machine = m;
-        if (old) {      /* the first discovery is no hotplug */
+        if (!is_first) {        /* the first discovery is no hotplug */
                 broadcast_hotplug(d, old, m, "add");
                 broadcast_hotplug(d, m, old, "remove");
         }
         machine_free(old);
         health_after_probe(d);
         /* Every named GPU to its cap: new ones, and ones a reset set back to the default. */
-        power_enforce(d, old ? "rediscovery" : "start");
+        power_enforce(d, is_first ? "start" : "rediscovery");
         server_schedule(d);
         return 0;
 }

@@ -72,7 +72,7 @@ static void handle_line(const char *line, size_t len)
         err[0] = '\0';
         int rc = proto_parse_request(line, len, &r, err, sizeof(err));
         if (rc == 0) {
-                check(r.kind <= PROTO_SUBSCRIBE);
+                check(r.kind <= PROTO_FAULTS);
                 if (r.kind == PROTO_LEASE) {
                         const struct proto_lease_params *p = &r.lease;
                         check(p->count >= 1 && p->count <= PROTO_MAX_GPUS);
@@ -88,6 +88,9 @@ static void handle_line(const char *line, size_t len)
                 }
                 if (r.kind == PROTO_RELEASE)
                         check(r.lease_id[0] && strnlen(r.lease_id, sizeof(r.lease_id)) < sizeof(r.lease_id));
+                if (r.kind == PROTO_POWER_SET)
+                        check(r.gpu[0] && r.watts > 0 && r.watts < 100000);
+                check(strnlen(r.gpu, sizeof(r.gpu)) < sizeof(r.gpu));
                 struct json_object *result = json_object_new_object();
                 json_object_object_add(result, "request", json_object_new_string(proto_request_name(r.kind)));
                 check_reply(proto_format_result(r.id, result), r.id);

@@ -149,6 +149,40 @@ static void test_named_gpus_give_the_count(void **state)
         proto_request_clear(&r);
 }
 
+static void test_power_and_fault_requests_carry_their_arguments(void **state)
+{
+        struct proto_request r;
+        parse_ok("{\"request\":\"power_set\",\"gpu\":\"0000:03:00.0\",\"watts\":187.5}", &r);
+        assert_int_equal(r.kind, PROTO_POWER_SET);
+        assert_string_equal(r.gpu, "0000:03:00.0");
+        assert_true(r.watts == 187.5);
+        proto_request_clear(&r);
+
+        parse_ok("{\"request\":\"power_get\",\"gpu\":2}", &r);
+        assert_int_equal(r.kind, PROTO_POWER_GET);
+        assert_string_equal(r.gpu, "2");
+        proto_request_clear(&r);
+
+        parse_ok("{\"request\":\"power_get\"}", &r);
+        assert_string_equal(r.gpu, "");         /* every GPU */
+        proto_request_clear(&r);
+
+        parse_ok("{\"request\":\"faults\"}", &r);
+        assert_int_equal(r.kind, PROTO_FAULTS);
+        proto_request_clear(&r);
+
+        parse_ok("{\"request\":\"subscribe\",\"events\":[\"fault\",\"health\",\"power\"]}", &r);
+        assert_int_equal(r.events, PROTO_EVENT_FAULT | PROTO_EVENT_HEALTH | PROTO_EVENT_POWER);
+        proto_request_clear(&r);
+
+        assert_refused("{\"request\":\"power_set\",\"watts\":190}", "needs \"gpu\"");
+        assert_refused("{\"request\":\"power_set\",\"gpu\":0}", "needs \"watts\"");
+        assert_refused("{\"request\":\"power_set\",\"gpu\":0,\"watts\":\"190\"}", "needs \"watts\"");
+        assert_refused("{\"request\":\"power_set\",\"gpu\":0,\"watts\":-5}", "between 0 and 100000");
+        assert_refused("{\"request\":\"power_get\",\"watts\":5}", "unknown field 'watts'");
+        assert_refused("{\"request\":\"faults\",\"follow\":true}", "unknown field 'follow'");
+}
+
 static void test_release_and_subscribe_carry_their_arguments(void **state)
 {
         struct proto_request r;
@@ -803,6 +837,7 @@ int main(void)
                 cmocka_unit_test(test_lease_with_every_field_keeps_every_value),
                 cmocka_unit_test(test_named_gpus_give_the_count),
                 cmocka_unit_test(test_release_and_subscribe_carry_their_arguments),
+                cmocka_unit_test(test_power_and_fault_requests_carry_their_arguments),
                 cmocka_unit_test(test_request_may_have_surrounding_blanks_and_crlf),
                 cmocka_unit_test(test_integer_and_string_ids_are_echoed),
                 cmocka_unit_test(test_request_without_id_is_answered_with_null_id),
