@@ -198,7 +198,41 @@ static bool is_free_for(const struct lease_gpu *g, const struct lease_request *r
         return g->vram_free_bytes >= req->min_vram_bytes;
 }
 
-/* Fills pick with indices of free, unreserved GPUs for req: the named ones, or the first count;
+/* req->count free, unreserved GPUs of the P2P group with the fewest that suffice; 0 when no group
+ * has enough. */
+static size_t pick_from_one_group(struct lease_table *t, const struct lease_request *req, size_t *pick)
+{
+        size_t best_first = SIZE_MAX, best_free = SIZE_MAX;
+        for (size_t i = 0; i < t->n_gpus; i++) {
+                if (!is_free_for(&t->gpus[i], req) || t->reserved[i])
+                        continue;
+                size_t n_free = 0;
+                bool is_group_first = true;
+                for (size_t j = 0; j < t->n_gpus; j++) {
+                        if (t->gpus[j].p2p_group != t->gpus[i].p2p_group)
+                                continue;
+                        if (!is_free_for(&t->gpus[j], req) || t->reserved[j])
+                                continue;
+                        is_group_first &= j >= i;
+                        n_free++;
+                }
+                if (is_group_first && n_free >= req->count && n_free < best_free) {
+                        best_first = i;
+                        best_free = n_free;
+                }
+        }
+        if (best_first == SIZE_MAX)
+                return 0;
+        size_t n = 0;
+        unsigned group = t->gpus[best_first].p2p_group;
+        for (size_t j = best_first; j < t->n_gpus && n < req->count; j++)
+                if (t->gpus[j].p2p_group == group && is_free_for(&t->gpus[j], req) && !t->reserved[j])
+                        pick[n++] = j;
+        return n;
+}
+
+/* Fills pick with indices of free, unreserved GPUs for req: the named ones, or count of one P2P
+ * group, or the first count;
  * returns how many it found (up to req->count). */
 static size_t pick_gpus(struct lease_table *t, const struct lease_request *req, size_t *pick)
 {
@@ -212,6 +246,10 @@ static size_t pick_gpus(struct lease_table *t, const struct lease_request *req, 
                 }
                 return n;
         }
+        n = pick_from_one_group(t, req, pick);
+        if (n == req->count)
+                return n;
+        n = 0;
         for (size_t i = 0; i < t->n_gpus && n < req->count; i++)
                 if (is_free_for(&t->gpus[i], req) && !t->reserved[i])
                         pick[n++] = i;

@@ -17,6 +17,9 @@ struct lease_gpu {
         char pci[GPU_PCI_LEN];
         uint64_t vram_total_bytes;
         uint64_t vram_free_bytes;       /* at the last discovery */
+        unsigned p2p_group;             /* GPUs of one group reach each other by P2P (a connected set of
+                                         * the topology's P2P links); a count request is served from one
+                                         * group when it can be */
         const struct lease *exclusive;  /* its exclusive holder, or NULL */
         size_t n_shared;                /* shared leases on it */
 };
@@ -76,7 +79,9 @@ int lease_table_check(const struct lease_table *t, const struct lease_request *r
 struct lease_waiter *lease_table_enqueue(struct lease_table *t, const struct lease_request *req, void *cookie);
 void lease_table_cancel(struct lease_table *t, struct lease_waiter *w);
 
-/* Grants what can be granted, oldest request first. A waiter for named GPUs that are taken
+/* Grants what can be granted, oldest request first. A count request gets GPUs of one P2P group
+ * when a group has enough free (the group with the fewest that suffice, so larger groups stay whole
+ * for larger requests), else the lowest-numbered free ones. A waiter for named GPUs that are taken
  * keeps them reserved from later requests; a waiter for a count that cannot be met reserves the
  * free GPUs it could use and holds back every later count request, so a request for four GPUs is
  * not starved by a stream of requests for one. For each grant granted() runs with the waiter's

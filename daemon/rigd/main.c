@@ -88,6 +88,25 @@ static void broadcast_hotplug(struct rigd *d, const struct machine *from, const 
         }
 }
 
+/* Connected sets of the P2P links: GPUs of one set can be leased together for a row split. */
+static void assign_p2p_groups(const struct machine *m, struct lease_gpu *gpus)
+{
+        for (size_t i = 0; i < m->n_gpus; i++)
+                gpus[i].p2p_group = (unsigned)i;
+        for (bool is_changed = true; is_changed;) {     /* a handful of GPUs: plain relaxation */
+                is_changed = false;
+                for (size_t k = 0; k < m->n_links; k++) {
+                        const struct gpu_link *l = &m->links[k];
+                        if (!l->has_p2p)
+                                continue;
+                        unsigned low = gpus[l->a].p2p_group < gpus[l->b].p2p_group ? gpus[l->a].p2p_group
+                                                                                  : gpus[l->b].p2p_group;
+                        is_changed |= gpus[l->a].p2p_group != low || gpus[l->b].p2p_group != low;
+                        gpus[l->a].p2p_group = gpus[l->b].p2p_group = low;
+                }
+        }
+}
+
 int rigd_rediscover(struct rigd *d)
 {
         struct machine *m;
@@ -107,6 +126,7 @@ int rigd_rediscover(struct rigd *d)
                 gpus[i].vram_free_bytes =
                         g->vram_total_bytes > g->vram_used_bytes ? g->vram_total_bytes - g->vram_used_bytes : 0;
         }
+        assign_p2p_groups(m, gpus);
         struct machine *old = d->machine;
         bool is_first = !old;
         r = lease_table_set_gpus(&d->leases, gpus, m->n_gpus, on_revoked, d);

@@ -1200,7 +1200,8 @@ static void model_set_gpus(struct model *m)
                         total = old->vram_total_bytes;
                         free_bytes = old->vram_free_bytes;
                 }
-                gpus[n++] = gpu(PCI[i], total, free_bytes);
+                gpus[n] = gpu(PCI[i], total, free_bytes);
+                gpus[n++].p2p_group = (unsigned)rnd_below(m, 3);       /* P2P groups change the pick only */
         }
         for (size_t i = n; i > 1; i--) {        /* discovery order is not stable */
                 size_t j = rnd_below(m, i);
@@ -1296,6 +1297,73 @@ static void run_model(unsigned seed, int n_steps)
         free(m);
 }
 
+/* Four GPUs in two P2P pairs: {0,1} (group 0) and {2,3} (group 2), like two bridged W7900 pairs. */
+static void table_with_two_pairs(struct lease_table *t)
+{
+        struct lease_gpu gpus[4];
+        for (size_t i = 0; i < 4; i++) {
+                gpus[i] = gpu(PCI[i], 16 * GIB, 16 * GIB);
+                gpus[i].p2p_group = i < 2 ? 0 : 2;
+        }
+        lease_table_init(t);
+        assert_int_equal(lease_table_set_gpus(t, gpus, 4, NULL, NULL), 0);
+}
+
+static void assert_lease_gpus(const struct lease_table *t, const char *id, const char *a, const char *b)
+{
+        const struct lease *l = find_lease(t, id);
+        assert_non_null(l);
+        assert_int_equal(l->req.count, 2);
+        assert_string_equal(l->pci[0], a);
+        assert_string_equal(l->pci[1], b);
+}
+
+static void test_a_count_request_gets_gpus_of_one_p2p_group(void **state)
+{
+        struct lease_table t;
+        table_with_two_pairs(&t);
+        struct lease_request one = count_req(1, true, &owner_a), two = count_req(2, true, &owner_b);
+        const char *single = try_lease(&t, &one, NULL);
+        assert_non_null(single);
+        /* GPU 1 and GPU 2 are free and lowest, but not a pair: the other pair is. */
+        const char *pair = try_lease(&t, &two, NULL);
+        assert_non_null(pair);
+        assert_lease_gpus(&t, pair, PCI[2], PCI[3]);
+        lease_table_free(&t);
+}
+
+static void test_a_single_gpu_leaves_a_whole_pair_for_later(void **state)
+{
+        struct lease_table t;
+        table_with_two_pairs(&t);
+        struct lease_request two = count_req(2, true, &owner_a), one = count_req(1, true, &owner_b);
+        int gpu3[] = { 3 };
+        struct lease_request named = named_req(&owner_c, true, 1, gpu3);
+        assert_non_null(try_lease(&t, &named, NULL));
+        /* Group {2,3} has one free GPU left, group {0,1} two: the single GPU comes from the
+         * smaller one, and the pair stays whole for the request after it. */
+        const char *single = try_lease(&t, &one, NULL);
+        assert_string_equal(find_lease(&t, single)->pci[0], PCI[2]);
+        const char *pair = try_lease(&t, &two, NULL);
+        assert_lease_gpus(&t, pair, PCI[0], PCI[1]);
+        lease_table_free(&t);
+}
+
+static void test_without_a_whole_group_free_the_lowest_gpus_are_taken(void **state)
+{
+        struct lease_table t;
+        table_with_two_pairs(&t);
+        int gpu0[] = { 0 }, gpu2[] = { 2 };
+        struct lease_request a = named_req(&owner_a, true, 1, gpu0), b = named_req(&owner_b, true, 1, gpu2);
+        assert_non_null(try_lease(&t, &a, NULL));
+        assert_non_null(try_lease(&t, &b, NULL));
+        struct lease_request two = count_req(2, true, &owner_c);
+        const char *pair = try_lease(&t, &two, NULL);
+        assert_non_null(pair);
+        assert_lease_gpus(&t, pair, PCI[1], PCI[3]);
+        lease_table_free(&t);
+}
+
 static void test_random_operations_keep_the_table_consistent(void **state)
 {
         for (unsigned seed = 1; seed <= 8; seed++)
@@ -1321,6 +1389,9 @@ int main(void)
                 cmocka_unit_test(test_removed_gpu_revokes_exactly_the_leases_that_used_it),
                 cmocka_unit_test(test_holders_survive_set_gpus_that_keeps_their_gpus),
                 cmocka_unit_test(test_gpu_that_comes_back_lets_its_named_waiter_in),
+                cmocka_unit_test(test_a_count_request_gets_gpus_of_one_p2p_group),
+                cmocka_unit_test(test_a_single_gpu_leaves_a_whole_pair_for_later),
+                cmocka_unit_test(test_without_a_whole_group_free_the_lowest_gpus_are_taken),
                 cmocka_unit_test(test_random_operations_keep_the_table_consistent),
                 /* last: under UBSan it stops the run (lease.c passes NULL to memset) */
                 cmocka_unit_test(test_schedule_on_a_table_without_gpus_grants_nothing),
