@@ -1,7 +1,9 @@
 /* doctor.c — host checks: kernel P2P options, large BAR, IOMMU, driver and MES firmware,
- * device access, GPUs that also drive a display. Each failing check names its dkms-notes page. */
+ * device access, GPUs that also drive a display, GPU faults in the kernel log. Each failing check
+ * names its dkms-notes page. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include "doctor.h"
+#include "kmsg.h"
 #include "machine.h"
 #include "sysfs.h"
 #include "util.h"
@@ -322,11 +325,109 @@ static int check_device_access(const struct machine *m, struct doctor_report *r)
         return 0;
 }
 
+#define FAULT_TALLY_MAX 32
+
+struct fault_tally {
+        char gpu_pci[16];
+        enum fault_kind kind;
+        unsigned n;
+};
+
+struct fault_count {
+        struct fault_tally tally[FAULT_TALLY_MAX];
+        size_t n_tally;
+        unsigned n_errors, n_faults;
+        uint64_t n_lines;
+};
+
+static void count_fault(struct fault_count *fc, const char *line, size_t len)
+{
+        struct fault f;
+        fc->n_lines++;
+        if (kmsg_classify_line(line, len, &f) != 1)
+                return;
+        fc->n_faults++;
+        fc->n_errors += f.severity == FAULT_SEVERITY_ERROR;
+        for (size_t i = 0; i < fc->n_tally; i++)
+                if (fc->tally[i].kind == f.kind && streq(fc->tally[i].gpu_pci, f.gpu_pci)) {
+                        fc->tally[i].n++;
+                        return;
+                }
+        if (fc->n_tally == FAULT_TALLY_MAX)
+                return;
+        struct fault_tally *t = &fc->tally[fc->n_tally++];
+        strscpy(t->gpu_pci, f.gpu_pci, sizeof(t->gpu_pci));
+        t->kind = f.kind;
+        t->n = 1;
+}
+
+/* The kernel log as the kernel still holds it: /dev/kmsg hands out a record a read (and would
+ * wait at the end, so it is read without blocking); under a root, a file of such records. */
+static void read_kernel_log(int fd, bool is_live, struct fault_count *fc)
+{
+        if (is_live) {
+                char rec[8192];
+                ssize_t n;
+                while ((n = read(fd, rec, sizeof(rec))) > 0 || (n < 0 && (errno == EPIPE || errno == EINTR)))
+                        if (n > 0 && rec[0] != ' ')
+                                count_fault(fc, rec, (size_t)n);
+                return;
+        }
+        FILE *f = fdopen(dup(fd), "re");
+        if (!f)
+                return;
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0;
+        ssize_t len;
+        while ((len = getline(&line, &cap, f)) >= 0)
+                if (len > 0 && line[0] != ' ')
+                        count_fault(fc, line, (size_t)len);
+        fclose(f);
+}
+
+static int check_recent_faults(const struct machine *m, struct doctor_report *r)
+{
+        char path[4096];
+        if (!machine_path(m, "dev/kmsg", path, sizeof(path)))
+                return 0;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | (m->is_live ? O_NONBLOCK : 0));
+        if (fd < 0 && errno == ENOENT)
+                return 0;       /* a recorded machine without a kernel log */
+        struct doctor_check *c = add_check(r, "gpu-faults");
+        if (!c)
+                return -ENOMEM;
+        if (fd < 0) {
+                c->verdict = VERDICT_WARN;
+                snprintf(c->detail, sizeof(c->detail), "cannot read %s: %s", path, strerror(errno));
+                snprintf(c->fix, sizeof(c->fix), "run gpuctl doctor as root to check the kernel log for GPU faults");
+                return 0;
+        }
+        struct fault_count fc = { 0 };
+        read_kernel_log(fd, m->is_live, &fc);
+        if (fc.n_faults == 0) {
+                snprintf(c->detail, sizeof(c->detail), "no GPU faults in the kernel log (%llu lines)",
+                         (unsigned long long)fc.n_lines);
+                return 0;
+        }
+        c->verdict = fc.n_errors > 0 ? VERDICT_WARN : VERDICT_OK;
+        append(c->detail, sizeof(c->detail), "%u GPU fault(s) in the kernel log (%llu lines): ", fc.n_faults,
+               (unsigned long long)fc.n_lines);
+        for (size_t i = 0; i < fc.n_tally; i++)
+                append(c->detail, sizeof(c->detail), "%s%s %s x%u", i ? ", " : "",
+                       fc.tally[i].gpu_pci[0] ? fc.tally[i].gpu_pci : "(no GPU named)",
+                       fault_kind_str(fc.tally[i].kind), fc.tally[i].n);
+        if (c->verdict == VERDICT_WARN)
+                snprintf(c->fix, sizeof(c->fix), "read the lines with `journalctl -k -b | gpuctl faults --classify -` "
+                         "(or `gpuctl faults` where rigd runs); for MES and ring timeouts, dkms-notes/mes-firmware.md "
+                         "says what helps");
+        return 0;
+}
+
 int doctor_run(const struct machine *m, struct doctor_report *out)
 {
         static int (*const checks[])(const struct machine *, struct doctor_report *) = {
                 check_gpus, check_kfd, check_p2p_config, check_large_bar, check_iommu,
-                check_driver, check_mes, check_display, check_device_access,
+                check_driver, check_mes, check_display, check_device_access, check_recent_faults,
         };
         memset(out, 0, sizeof(*out));
         for (size_t i = 0; i < ELEMENTSOF(checks); i++) {

@@ -172,6 +172,35 @@ class FaultWatch(unittest.TestCase):
 
 
 
+class Doctor(unittest.TestCase):
+    def doctor(self, kmsg_lines):
+        tmp = tempfile.mkdtemp(prefix="doctor-faults-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        root = os.path.join(tmp, "root")
+        shutil.copytree(os.path.join(FIXTURES, "mi50x3", "root"), root, symlinks=True)
+        if kmsg_lines is not None:
+            os.makedirs(os.path.join(root, "dev"))
+            with open(os.path.join(root, "dev", "kmsg"), "w") as f:
+                for i, t in enumerate(kmsg_lines):
+                    f.write(t.format(us=1000 * (i + 1)) + "\n")
+        r = subprocess.run([GPUCTL, "--root", root, "--json", "doctor"], capture_output=True, text=True, timeout=30)
+        checks = {c["name"]: c for c in json.loads(r.stdout)["checks"]}
+        return checks.get("gpu-faults")
+
+    def test_doctor_counts_the_gpu_faults_in_the_kernel_log(self):
+        c = self.doctor([NOISE, MES_TIMEOUT, MES_TIMEOUT, RING_TIMEOUT, NOISE])
+        self.assertEqual(c["verdict"], "warn")
+        self.assertIn("3 GPU fault(s) in the kernel log (5 lines)", c["detail"])
+        self.assertIn("0000:03:00.0 mes_timeout x2", c["detail"])
+        self.assertIn("0000:06:00.0 ring_timeout x1", c["detail"])
+        self.assertIn("dkms-notes/mes-firmware.md", c["fix"])
+
+    def test_a_clean_log_is_ok_and_no_log_no_check(self):
+        c = self.doctor([NOISE, NOISE])
+        self.assertEqual((c["verdict"], c["detail"]), ("ok", "no GPU faults in the kernel log (2 lines)"))
+        self.assertIsNone(self.doctor(None))
+
+
 class JournalFields(unittest.TestCase):
     def test_a_fault_goes_to_the_journal_with_the_gpu_and_kind_fields(self):
         tmp = tempfile.mkdtemp(prefix="rigd-journal-")
