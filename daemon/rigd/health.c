@@ -127,7 +127,7 @@ static void handle_fault(struct rigd *d, const struct fault *f)
                              : f->severity == FAULT_SEVERITY_WARNING ? LOG_LEVEL_WARNING : LOG_LEVEL_INFO;
         log_gpu(level, f->gpu_pci[0] ? f->gpu_pci : NULL, fault_kind_str(f->kind), "GPU %s: %s: %s",
                 f->gpu_pci[0] ? f->gpu_pci : "(unnamed)", fault_kind_str(f->kind), f->text);
-        server_fault(d, f, line);
+        requests_fault(d, f, line);
         if (!e)
                 return;
         set_health(d, e, next_health(e->health, f), fault_kind_str(f->kind));

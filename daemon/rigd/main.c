@@ -64,7 +64,7 @@ void rigd_update_status(struct rigd *d)
 
 static void on_revoked(const struct lease *l, const char *gone_pci, void *userdata)
 {
-        server_lease_revoked(userdata, l, gone_pci);
+        requests_lease_revoked(userdata, l, gone_pci);
 }
 
 static bool machine_has(const struct machine *m, const char *pci)
@@ -144,7 +144,7 @@ int rigd_rediscover(struct rigd *d)
         health_after_probe(d);
         /* Every named GPU to its cap: new ones, and ones a reset set back to the default. */
         power_enforce(d, is_first ? "start" : "rediscovery");
-        server_schedule(d);
+        requests_schedule(d);
         return 0;
 }
 

@@ -72,17 +72,26 @@ struct rigd {
         struct health_state *health;    /* health.c's state */
 };
 
-/* server.c */
+/* server.c: the socket and its connections */
 int server_listen(struct rigd *d);
 void server_close(struct rigd *d);
-/* Grants what waits, then tells subscribers and systemd what changed. */
-void server_schedule(struct rigd *d);
+/* Queues one line (consumed; NULL is out of memory) for the peer. */
+void conn_send(struct conn *c, char *line);
+void conn_send_error(struct conn *c, struct json_object *id, int negative_errno, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
 /* Sends an event line (fields consumed) to every connection subscribed to kind. */
 void server_broadcast(struct rigd *d, enum proto_event_kind kind, struct json_object *fields);
+
+/* requests.c: what the requests do */
+void requests_handle_line(struct conn *c, const char *line, size_t len);
+/* Cancels c's waiting requests and ends its leases; true when a lease ended. */
+bool requests_conn_closed(struct conn *c);
+/* Grants what waits, keeps the caps in step with the leases, tells systemd. */
+void requests_schedule(struct rigd *d);
 /* Tells the holders of the fault's GPU (always) and fault subscribers. */
-void server_fault(struct rigd *d, const struct fault *f, uint64_t line);
+void requests_fault(struct rigd *d, const struct fault *f, uint64_t line);
 /* Tells the holder of l (always) and lease_revoked subscribers that l ended because gone_pci left. */
-void server_lease_revoked(struct rigd *d, const struct lease *l, const char *gone_pci);
+void requests_lease_revoked(struct rigd *d, const struct lease *l, const char *gone_pci);
 
 /* discovery in main.c: rediscovers the machine, revokes leases of GPUs that are gone. */
 int rigd_rediscover(struct rigd *d);
