@@ -62,7 +62,7 @@ static int write_hwmon(const struct machine *m, const struct gpu_info *g, double
         return r;
 }
 
-int powercap_write(const struct machine *m, const struct gpu_info *g, double cap_w, char *err, size_t err_size)
+int powercap_check_range(const struct gpu_info *g, double cap_w, char *err, size_t err_size)
 {
         if (isnan(g->power_cap_min_w) || isnan(g->power_cap_max_w)) {
                 snprintf(err, err_size, "GPU %s reports no power cap range: its cap is not changed", g->pci);
@@ -73,6 +73,14 @@ int powercap_write(const struct machine *m, const struct gpu_info *g, double cap
                          g->power_cap_min_w, g->power_cap_max_w);
                 return -ERANGE;
         }
+        return 0;
+}
+
+int powercap_write(const struct machine *m, const struct gpu_info *g, double cap_w, char *err, size_t err_size)
+{
+        int r = powercap_check_range(g, cap_w, err, err_size);
+        if (r < 0)
+                return r;
         if (g->vendor == GPU_VENDOR_NVIDIA)
                 return nvidia_power_limit_write(m, g, cap_w, err, err_size);
         return write_hwmon(m, g, cap_w, err, err_size);

@@ -9,6 +9,10 @@
 /* The cap in force now, in watts. -ENODATA when the GPU has no cap to read (an APU, no hwmon). */
 int powercap_read(const struct machine *m, const struct gpu_info *g, double *cap_w);
 
+/* 0 when cap_w is within the card's discovered [min, max]; else -ERANGE (or -ENOTSUP: no range
+ * reported) with the limits in err. */
+int powercap_check_range(const struct gpu_info *g, double cap_w, char *err, size_t err_size);
+
 /* Sets the cap. -ERANGE (with the card's limits in err) outside [power_cap_min_w, power_cap_max_w]
  * as discovered; -ENOTSUP where the GPU has no writable cap; else 0 or the write's errno, described
  * in err naming the file or NVML call. */

@@ -3,9 +3,11 @@
 
 #include <dirent.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static inline void freep(void *p) { free(*(void **)p); }
@@ -18,6 +20,14 @@ static inline void closep(int *fd) { if (*fd >= 0) close(*fd); }
 #define _cleanup_fclose_ _cleanup_(fclosep)
 #define _cleanup_closedir_ _cleanup_(closedirp)
 #define _cleanup_close_ _cleanup_(closep)
+
+/* CLOCK_REALTIME in microseconds: for times people read (lease "since", log windows). */
+static inline uint64_t now_realtime_usec(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 

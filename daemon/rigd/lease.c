@@ -75,7 +75,7 @@ static void end_lease(struct lease_table *t, struct lease *l)
         free(l);
 }
 
-static bool lease_uses(const struct lease *l, const char *pci)
+bool lease_has_gpu(const struct lease *l, const char *pci)
 {
         for (size_t i = 0; i < l->req.count; i++)
                 if (streq(l->pci[i], pci))
@@ -107,7 +107,7 @@ int lease_table_set_gpus(struct lease_table *t, const struct lease_gpu *gpus, si
                         continue;
                 for (struct lease *l = t->leases; l;) {
                         struct lease *next = l->next;
-                        if (lease_uses(l, pci)) {
+                        if (lease_has_gpu(l, pci)) {
                                 if (revoked)
                                         revoked(l, pci, userdata);
                                 end_lease(t, l);

@@ -96,5 +96,6 @@ int lease_table_release(struct lease_table *t, const char *id, const void *owner
 /* Ends every lease of owner; returns how many. */
 size_t lease_table_release_owner(struct lease_table *t, const void *owner);
 
+bool lease_has_gpu(const struct lease *l, const char *pci);
 const struct lease_gpu *lease_table_find_gpu(const struct lease_table *t, const char *pci);
 size_t lease_table_count(const struct lease_table *t);

@@ -92,13 +92,6 @@ static void format_clock(uint64_t usec, char *buf, size_t size)
         strftime(buf, size, "%H:%M:%S", &tm);
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void announce(struct rigd *d, const struct gpu_info *g, double from_w, double to_w, const char *why)
 {
         struct json_object *f = json_object_new_object();
@@ -126,7 +119,7 @@ static void enforce_gpu(struct rigd *d, const struct gpu_info *g, const char *oc
                 return;
         }
         p->is_unreadable_logged = false;
-        uint64_t now = now_usec();
+        uint64_t now = now_realtime_usec();
         if (fabs(current - target) < POWER_TOLERANCE_W) {
                 p->applied_w = target;
                 p->checked_usec = now;
@@ -164,16 +157,26 @@ void power_enforce(struct rigd *d, const char *occasion)
                 enforce_gpu(d, &d->machine->gpus[i], occasion);
 }
 
+void power_follow_leases(struct rigd *d)
+{
+        for (size_t i = 0; d->machine && i < d->machine->n_gpus; i++) {
+                const struct gpu_info *g = &d->machine->gpus[i];
+                char source[CONFIG_WHERE_LEN + 64];
+                double target = power_target(d, g, source, sizeof(source));
+                struct power_gpu *p = power_gpu_of(d, g->pci);
+                /* Unchanged targets are left to the periodic check: a grant reads no sysfs file. */
+                if (isnan(target) || !p || fabs(target - p->applied_w) < POWER_TOLERANCE_W ||
+                    fabs(target - p->refused_w) < POWER_TOLERANCE_W)
+                        continue;
+                enforce_gpu(d, g, "lease change");
+        }
+}
+
 int power_set_override(struct rigd *d, const struct gpu_info *g, double watts, char *err, size_t err_size)
 {
-        if (!(watts >= g->power_cap_min_w && watts <= g->power_cap_max_w)) {
-                if (isnan(g->power_cap_min_w) || isnan(g->power_cap_max_w))
-                        snprintf(err, err_size, "GPU %s reports no power cap range: its cap is not changed", g->pci);
-                else
-                        snprintf(err, err_size, "%.0f W is outside GPU %s's power cap range of %.0f-%.0f W", watts,
-                                 g->pci, g->power_cap_min_w, g->power_cap_max_w);
-                return isnan(g->power_cap_min_w) ? -ENOTSUP : -ERANGE;
-        }
+        int r = powercap_check_range(g, watts, err, err_size);
+        if (r < 0)
+                return r;       /* refused before it is kept: the config's value stays in force */
         struct power_gpu *p = power_gpu_of(d, g->pci);
         if (!p)
                 return -ENOMEM;

@@ -25,13 +25,6 @@ struct wait {
         struct wait *next;
 };
 
-static uint64_t realtime_usec(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static struct json_object *rfc3339(uint64_t usec)
 {
         time_t t = (time_t)(usec / 1000000u);
@@ -55,22 +48,21 @@ void requests_lease_revoked(struct rigd *d, const struct lease *l, const char *g
         json_object_put(fields);
 }
 
+/* Whether one of c's leases (exclusive or shared) holds the GPU. */
+static bool conn_holds(const struct rigd *d, const struct conn *c, const char *pci)
+{
+        for (const struct lease *l = d->leases.leases; l; l = l->next)
+                if (l->req.owner == c && lease_has_gpu(l, pci))
+                        return true;
+        return false;
+}
+
 void requests_fault(struct rigd *d, const struct fault *f, uint64_t line)
 {
-        const struct lease *holders[PROTO_MAX_GPUS];
-        size_t n_holders = 0;
-        for (const struct lease *l = d->leases.leases; l && n_holders < PROTO_MAX_GPUS; l = l->next)
-                for (size_t i = 0; i < l->req.count; i++)
-                        if (streq(l->pci[i], f->gpu_pci))
-                                holders[n_holders++] = l;
         struct json_object *fields = fault_to_json(f, line);
-        for (struct conn *c = d->conns; c; c = c->next) {
-                bool is_holder = false;
-                for (size_t k = 0; k < n_holders; k++)
-                        is_holder |= holders[k]->req.owner == c;
-                if (is_holder || (c->events & PROTO_EVENT_FAULT))
+        for (struct conn *c = d->conns; c; c = c->next)
+                if ((c->events & PROTO_EVENT_FAULT) || (f->gpu_pci[0] && conn_holds(d, c, f->gpu_pci)))
                         conn_send(c, proto_format_event(PROTO_EVENT_FAULT, json_object_get(fields)));
-        }
         json_object_put(fields);
 }
 
@@ -82,12 +74,12 @@ static const struct gpu_info *gpu_by_pci(const struct rigd *d, const char *pci)
         return NULL;
 }
 
+/* The oldest lease on the GPU (of several shared ones, the first). */
 static const struct lease *lease_holding(const struct rigd *d, const char *pci)
 {
         for (const struct lease *l = d->leases.leases; l; l = l->next)
-                for (size_t i = 0; i < l->req.count; i++)
-                        if (streq(l->pci[i], pci))
-                                return l;
+                if (lease_has_gpu(l, pci))
+                        return l;
         return NULL;
 }
 
@@ -130,15 +122,12 @@ static struct json_object *lease_env(const struct rigd *d, const struct lease *l
                 const struct gpu_info *g = &d->machine->gpus[i];
                 has_amd |= g->vendor == GPU_VENDOR_AMD;
                 has_nvidia |= g->vendor == GPU_VENDOR_NVIDIA;
-                if (g->vendor == GPU_VENDOR_AMD && lease_holding(d, g->pci) == l)
+                if (g->vendor == GPU_VENDOR_AMD && lease_has_gpu(l, g->pci))
                         is_rocr_by_uuid &= g->unique_id[0] != '\0';
         }
         for (size_t i = 0; i < d->machine->n_gpus; i++) {
                 const struct gpu_info *g = &d->machine->gpus[i];
-                bool is_ours = false;
-                for (size_t k = 0; k < l->req.count; k++)
-                        is_ours |= streq(l->pci[k], g->pci);
-                if (!is_ours)
+                if (!lease_has_gpu(l, g->pci))
                         continue;
                 char item[128];
                 if (g->vendor == GPU_VENDOR_AMD) {
@@ -207,6 +196,13 @@ static void wait_free(struct wait *w)
         free(w);
 }
 
+/* Takes a waiting request out of the queue and forgets it. */
+static void wait_cancel(struct wait *w)
+{
+        lease_table_cancel(&w->conn->rigd->leases, w->waiter);
+        wait_free(w);
+}
+
 static void on_granted(void *cookie, const struct lease *l, void *userdata)
 {
         struct wait *w = cookie;
@@ -221,10 +217,10 @@ static void on_granted(void *cookie, const struct lease *l, void *userdata)
 
 void requests_schedule(struct rigd *d)
 {
-        int r = lease_table_schedule(&d->leases, realtime_usec(), on_granted, d);
+        int r = lease_table_schedule(&d->leases, now_realtime_usec(), on_granted, d);
         if (r < 0)
                 log_warning_errno(r, "granting waiting leases");
-        power_enforce(d, "lease change");       /* idle caps follow the leases */
+        power_follow_leases(d);         /* idle caps follow the leases */
         rigd_update_status(d);
 }
 
@@ -265,8 +261,7 @@ static int on_wait_timeout(sd_event_source *s, uint64_t usec, void *userdata)
         char why[512];
         describe_busy(c->rigd, &w->waiter->req, why, sizeof(why));
         conn_send_error(c, w->id, -EBUSY, "still taken after waiting %u ms: %s", w->wait_ms, why);
-        lease_table_cancel(&c->rigd->leases, w->waiter);
-        wait_free(w);
+        wait_cancel(w);
         /* The request it was holding back may have blocked others. */
         requests_schedule(c->rigd);
         return 0;
@@ -353,16 +348,14 @@ static void handle_lease(struct conn *c, const struct proto_request *r)
         if (w->wait_ms == 0) {
                 describe_busy(d, &req, why, sizeof(why));
                 conn_send_error(c, r->id, -EBUSY, "%s (wait_ms makes the request wait)", why);
-                lease_table_cancel(&d->leases, w->waiter);
-                wait_free(w);
+                wait_cancel(w);
                 return;
         }
         int rt = sd_event_add_time_relative(d->event, &w->timer, CLOCK_MONOTONIC, (uint64_t)w->wait_ms * 1000u, 1000,
                                             on_wait_timeout, w);
         if (rt < 0) {
                 conn_send_error(c, r->id, -ENOMEM, "cannot arm the wait timer");
-                lease_table_cancel(&d->leases, w->waiter);
-                wait_free(w);
+                wait_cancel(w);
         }
 }
 
@@ -521,10 +514,8 @@ void requests_handle_line(struct conn *c, const char *line, size_t len)
 bool requests_conn_closed(struct conn *c)
 {
         struct rigd *d = c->rigd;
-        while (c->waits) {
-                lease_table_cancel(&d->leases, c->waits->waiter);
-                wait_free(c->waits);
-        }
+        while (c->waits)
+                wait_cancel(c->waits);
         for (const struct lease *l = d->leases.leases; l; l = l->next)
                 if (l->req.owner == c)
                         broadcast_lease(d, l, "released");

@@ -102,7 +102,10 @@ void rigd_update_status(struct rigd *d);
 /* power.c */
 int power_start(struct rigd *d);                /* the periodic check; again after a reload */
 void power_stop(struct rigd *d);
+/* Every named GPU checked (its cap read) and brought to its target. */
 void power_enforce(struct rigd *d, const char *occasion);
+/* Only GPUs whose target moved since it was set (idle <-> leased): cheap enough for every grant. */
+void power_follow_leases(struct rigd *d);
 bool power_is_leased(const struct rigd *d, const char *pci);
 /* The cap rigd keeps on g now (NAN: g is left alone) and, in source, why. */
 double power_target(struct rigd *d, const struct gpu_info *g, char *source, size_t source_size);

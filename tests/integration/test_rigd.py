@@ -330,6 +330,28 @@ class BadInput(unittest.TestCase):
         self.assertEqual(msg["error"]["code"], "EMSGSIZE")
         self.assertIn("result", c.call("hello"))
 
+    def test_a_peer_that_never_reads_is_dropped_and_the_rest_go_on(self):
+        # It subscribes to lease events and reads nothing: once more than 1 MiB waits for it, rigd
+        # drops it instead of holding the memory (or blocking).
+        sleeper = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sleeper.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sleeper.connect(self.rigd.socket)
+        self.addCleanup(sleeper.close)
+        sleeper.sendall(b'{"id":1,"request":"subscribe","events":["lease"]}\n')
+        worker = self.rigd.client()
+        self.assertIn("result", worker.call("hello"))
+        for _ in range(3000):   # two events of ~300 bytes each
+            lease = worker.call("lease", count=1, holder="h" * 100)["result"]["id"]
+            worker.call("release", lease=lease)
+            if "dropping the connection" in self.rigd.read_log():
+                break
+        self.assertIn("dropping the connection of pid", self.rigd.read_log())
+        # What was queued before the drop may still arrive; then the socket ends.
+        sleeper.settimeout(10)
+        while sleeper.recv(1 << 20):
+            pass
+        self.assertIn("result", worker.call("lease", count=3))
+
     def test_a_client_that_vanishes_mid_line_costs_nothing(self):
         c = self.rigd.client()
         c.send_raw(b'{"id":1,"request":"lea')
