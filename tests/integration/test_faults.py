@@ -113,6 +113,15 @@ class FaultWatch(unittest.TestCase):
         self.assertEqual(holder.call("list")["result"]["gpus"][0]["health"], "degraded")
         self.assertIn("GPU 0000:03:00.0: mes_timeout", self.rigd.read_log())
 
+    def test_every_shared_holder_hears_of_the_fault(self):
+        self.start()
+        holders = [self.rigd.client() for _ in range(3)]
+        for h in holders:
+            self.assertIn("result", h.call("lease", gpus=["0000:03:00.0"], exclusive=False))
+        self.append(MES_TIMEOUT)
+        for h in holders:
+            self.assertEqual(h.event()["kind"], "mes_timeout")
+
     def test_a_reset_puts_the_power_cap_back_and_health_to_ok(self):
         # The check period is an hour: only the reset can bring the cap back within the test.
         self.start(config="[rigd]\npower_check_interval_s = 3600\n[gpu:*]\npower_cap_watts = 160\n")
