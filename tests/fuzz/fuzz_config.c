@@ -2,6 +2,7 @@
  * a path, so each input is written to one temporary file, made once per process. Whatever the
  * file says, the groups that come out must be group names: the defaults or a value that passed. */
 #include <fcntl.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,5 +57,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();                /* the file is there: only a bad line count can come back */
         if (!is_group_name(c.lease_group, sizeof(c.lease_group)) || !is_group_name(c.admin_group, sizeof(c.admin_group)))
                 abort();
+        /* What power caps read: watts are NAN (unset) or positive and bounded, selectors non-empty. */
+        if (c.n_gpus > CONFIG_MAX_GPU_SECTIONS || !(c.power_check_s >= 0.05 && c.power_check_s <= 3600))
+                abort();
+        for (size_t i = 0; i < c.n_gpus; i++) {
+                const struct config_gpu *g = &c.gpus[i];
+                size_t len = strnlen(g->selector, sizeof(g->selector));
+                if (len == 0 || len == sizeof(g->selector))
+                        abort();
+                if (!(isnan(g->cap.w) || (g->cap.w > 0 && g->cap.w <= 1e6)) ||
+                    !(isnan(g->idle_cap.w) || (g->idle_cap.w > 0 && g->idle_cap.w <= 1e6)))
+                        abort();
+        }
         return 0;
 }
